@@ -1,0 +1,872 @@
+//! Row 4's baseline: the catalog, order and analytics read-model rows written by hand, with
+//! the same statements the projections issue (`projections/src/{catalog,orders,analytics}.rs`),
+//! for the events the generator makes. No projector runtime: no subscription, no visibility
+//! horizon, no claim, no checkpoint, no trait objects. After a run the bench compares every
+//! table's checksum with the projections' own result, so "the same rows" is checked, not
+//! assumed.
+
+use anyhow::bail;
+use chrono::{DateTime, Utc};
+use purser_domain::AnyEvent;
+use purser_domain::inventory::{AdjustmentReason, InventoryEvent, ReleaseReason};
+use purser_domain::order::{CancelledBy, OrderEvent, OrderLine};
+use purser_domain::payment::PaymentEvent;
+use purser_domain::product::{ProductEvent, ProductKind};
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Model {
+    Catalog,
+    Orders,
+    Analytics,
+}
+
+impl Model {
+    pub(crate) const ALL: [Model; 3] = [Model::Catalog, Model::Orders, Model::Analytics];
+
+    /// The stream categories each model reads (as its projection's filter).
+    pub(crate) fn categories(self) -> &'static [&'static str] {
+        match self {
+            Model::Catalog => &["product", "inventory"],
+            Model::Orders => &["order", "payment"],
+            Model::Analytics => &["order", "payment", "cart", "inventory"],
+        }
+    }
+
+    pub(crate) async fn apply(
+        self,
+        tx: &mut PgConnection,
+        event_id: Uuid,
+        event_type: &str,
+        event: &AnyEvent,
+    ) -> anyhow::Result<()> {
+        match (self, event) {
+            (Model::Catalog, AnyEvent::Product(e)) => catalog_product(tx, e).await,
+            (Model::Catalog, AnyEvent::Inventory(e)) => catalog_stock(tx, e).await,
+            (Model::Orders, AnyEvent::Order(e)) => orders_order(tx, e, event_type).await,
+            (Model::Orders, AnyEvent::Payment(e)) => orders_payment(tx, e).await,
+            (Model::Analytics, AnyEvent::Order(e)) => analytics_order(tx, e).await,
+            (Model::Analytics, AnyEvent::Payment(e)) => analytics_payment(tx, event_id, e).await,
+            (Model::Analytics, AnyEvent::Inventory(e)) => {
+                analytics_inventory(tx, event_id, e).await
+            }
+            (_, other) => bail!(
+                "the raw baseline does not handle {} (the generator does not make it)",
+                other.event_type()
+            ),
+        }
+    }
+}
+
+async fn catalog_product(tx: &mut PgConnection, e: &ProductEvent) -> anyhow::Result<()> {
+    let ProductEvent::ProductCreated {
+        sku,
+        name,
+        description,
+        brand,
+        category,
+        kind,
+        price,
+        at,
+    } = e
+    else {
+        bail!("the raw baseline only handles ProductCreated");
+    };
+    let (kind, license_source) = match kind {
+        ProductKind::Physical => ("physical", None),
+        ProductKind::Digital { license, .. } => (
+            "digital",
+            Some(match license {
+                purser_domain::product::LicenseSource::Pool => "pool",
+                purser_domain::product::LicenseSource::Signed => "signed",
+            }),
+        ),
+    };
+    sqlx::query(
+        "insert into catalog.products
+            (sku, name, description, brand, category, kind, license_source, price_minor,
+             currency, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+    )
+    .bind(sku.as_str())
+    .bind(name)
+    .bind(description)
+    .bind(brand)
+    .bind(category)
+    .bind(kind)
+    .bind(license_source)
+    .bind(price.minor)
+    .bind(price.currency.code())
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn catalog_stock(tx: &mut PgConnection, e: &InventoryEvent) -> anyhow::Result<()> {
+    let q = |q: &purser_domain::Quantity| i64::from(q.get());
+    let (sku, on_hand, reserved, at) = match e {
+        InventoryEvent::StockReceived { sku, qty, at } => (sku, q(qty), 0, at),
+        InventoryEvent::StockAdjusted { sku, delta, at, .. } => (sku, *delta, 0, at),
+        InventoryEvent::StockReserved { sku, qty, at, .. } => (sku, 0, q(qty), at),
+        InventoryEvent::ReservationConfirmed { sku, qty, at, .. } => (sku, -q(qty), -q(qty), at),
+        InventoryEvent::ReservationReleased { sku, qty, at, .. } => (sku, 0, -q(qty), at),
+        InventoryEvent::ReservationRejected { .. } => return Ok(()),
+    };
+    let updated = sqlx::query(
+        "update catalog.stock
+         set on_hand = on_hand + $2, reserved = reserved + $3, updated_at = $4
+         where sku = $1",
+    )
+    .bind(sku.as_str())
+    .bind(on_hand)
+    .bind(reserved)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        sqlx::query(
+            "insert into catalog.stock (sku, on_hand, reserved, updated_at) values ($1, $2, $3, $4)",
+        )
+        .bind(sku.as_str())
+        .bind(on_hand)
+        .bind(reserved)
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A timeline step plus the status move, in one statement.
+async fn step(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    status: &str,
+    event: &str,
+    at: &DateTime<Utc>,
+    detail: Value,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "with o as (
+             update sales.orders
+             set timeline_length = timeline_length + 1, status = $5, updated_at = $3
+             where order_id = $1
+             returning timeline_length, status)
+         insert into sales.order_timeline (order_id, seq, status, event, at, detail)
+         select $1, o.timeline_length, o.status, $2, $3, $4 from o",
+    )
+    .bind(order_id)
+    .bind(event)
+    .bind(at)
+    .bind(detail)
+    .bind(status)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_lines(
+    tx: &mut PgConnection,
+    table_and_extra: (&str, Option<&DateTime<Utc>>),
+    order_id: Uuid,
+    lines: &[OrderLine],
+) -> anyhow::Result<()> {
+    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+    let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
+    let kinds: Vec<&str> = lines
+        .iter()
+        .map(|l| {
+            if l.is_digital() {
+                "digital"
+            } else {
+                "physical"
+            }
+        })
+        .collect();
+    let qtys: Vec<i32> = lines.iter().map(|l| l.qty.get() as i32).collect();
+    let units: Vec<i64> = lines.iter().map(|l| l.unit_price.minor).collect();
+    let totals: Vec<i64> = lines.iter().map(|l| l.line_total.minor).collect();
+    let currencies: Vec<&str> = lines.iter().map(|l| l.unit_price.currency.code()).collect();
+    let (table, placed_at) = table_and_extra;
+    let sql = match placed_at {
+        None => format!(
+            "insert into {table}
+                (order_id, line_no, sku, name, kind, qty, unit_price_minor, line_total_minor, currency)
+             select $1, t.ord, t.sku, t.name, t.kind, t.qty, t.unit, t.total, t.currency
+             from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[],
+                         $8::text[])
+                  with ordinality as t(sku, name, kind, qty, unit, total, currency, ord)"
+        ),
+        Some(_) => format!(
+            "insert into {table}
+                (order_id, line_no, sku, name, kind, qty, unit_price_minor, line_total_minor,
+                 currency, placed_at)
+             select $1, t.ord, t.sku, t.name, t.kind, t.qty, t.unit, t.total, t.currency, $9
+             from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[],
+                         $8::text[])
+                  with ordinality as t(sku, name, kind, qty, unit, total, currency, ord)"
+        ),
+    };
+    let mut q = sqlx::query(&sql)
+        .bind(order_id)
+        .bind(skus)
+        .bind(names)
+        .bind(kinds)
+        .bind(qtys)
+        .bind(units)
+        .bind(totals)
+        .bind(currencies);
+    if let Some(p) = placed_at {
+        q = q.bind(p);
+    }
+    q.execute(tx).await?;
+    Ok(())
+}
+
+fn cancelled_by(by: &CancelledBy) -> &'static str {
+    match by {
+        CancelledBy::Customer => "customer",
+        CancelledBy::Admin => "admin",
+        CancelledBy::System => "system",
+    }
+}
+
+async fn orders_order(
+    tx: &mut PgConnection,
+    e: &OrderEvent,
+    event_type: &str,
+) -> anyhow::Result<()> {
+    let (order_id, status, at, detail) = match e {
+        OrderEvent::OrderPlaced {
+            order_id,
+            customer_id,
+            email,
+            lines,
+            total,
+            cart_id,
+            shipping_address,
+            at,
+            ..
+        } => {
+            let item_count: i64 = lines.iter().map(|l| i64::from(l.qty.get())).sum();
+            let address = shipping_address
+                .as_ref()
+                .map(serde_json::to_value)
+                .transpose()?;
+            sqlx::query(
+                "insert into sales.orders
+                    (order_id, customer_id, email, status, currency, total_minor, item_count,
+                     line_count, cart_id, has_digital, has_physical, shipping_address, placed_at,
+                     updated_at)
+                 values ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+            )
+            .bind(order_id.as_uuid())
+            .bind(customer_id.as_uuid())
+            .bind(email.as_str())
+            .bind(total.currency.code())
+            .bind(total.minor)
+            .bind(item_count)
+            .bind(lines.len() as i32)
+            .bind(cart_id.map(|c| c.as_uuid()))
+            .bind(lines.iter().any(OrderLine::is_digital))
+            .bind(lines.iter().any(|l| !l.is_digital()))
+            .bind(address)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            insert_lines(tx, ("sales.order_lines", None), order_id.as_uuid(), lines).await?;
+            (
+                order_id,
+                "PENDING",
+                at,
+                json!({
+                    "total_minor": total.minor,
+                    "currency": total.currency.code(),
+                    "item_count": item_count,
+                }),
+            )
+        }
+        OrderEvent::OrderPaymentStarted {
+            order_id,
+            payment_id,
+            at,
+        } => {
+            sqlx::query("update sales.orders set payment_id = $2 where order_id = $1")
+                .bind(order_id.as_uuid())
+                .bind(payment_id.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            (
+                order_id,
+                "PAYMENT_PROCESSING",
+                at,
+                json!({ "payment_id": payment_id }),
+            )
+        }
+        OrderEvent::OrderPaid {
+            order_id,
+            payment_id,
+            gateway_reference,
+            amount,
+            at,
+        } => {
+            sqlx::query(
+                "update sales.orders
+                 set payment_id = $2, payment_reference = $3, captured_minor = $4,
+                     paid_at = coalesce(paid_at, $5)
+                 where order_id = $1",
+            )
+            .bind(order_id.as_uuid())
+            .bind(payment_id.as_uuid())
+            .bind(gateway_reference)
+            .bind(amount.minor)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            (
+                order_id,
+                "PAID",
+                at,
+                json!({
+                    "payment_reference": gateway_reference,
+                    "amount_minor": amount.minor,
+                    "currency": amount.currency.code(),
+                }),
+            )
+        }
+        OrderEvent::OrderPaymentFailed {
+            order_id,
+            reason,
+            message,
+            at,
+        } => {
+            sqlx::query(
+                "update sales.orders set failure_reason = $2, failure_message = $3 where order_id = $1",
+            )
+            .bind(order_id.as_uuid())
+            .bind(reason)
+            .bind(message)
+            .execute(&mut *tx)
+            .await?;
+            (
+                order_id,
+                "PAYMENT_FAILED",
+                at,
+                json!({ "failure_reason": reason, "message": message }),
+            )
+        }
+        OrderEvent::OrderConfirmed { order_id, at } => (order_id, "CONFIRMED", at, json!({})),
+        OrderEvent::OrderProcessingStarted { order_id, at } => {
+            (order_id, "PROCESSING", at, json!({}))
+        }
+        OrderEvent::OrderShipped {
+            order_id,
+            tracking_number,
+            carrier,
+            estimated_delivery,
+            at,
+        } => {
+            sqlx::query(
+                "update sales.orders
+                 set tracking_number = $2, carrier = $3, estimated_delivery = $4, shipped_at = $5
+                 where order_id = $1",
+            )
+            .bind(order_id.as_uuid())
+            .bind(tracking_number)
+            .bind(carrier)
+            .bind(estimated_delivery)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            (
+                order_id,
+                "SHIPPED",
+                at,
+                json!({
+                    "tracking_number": tracking_number,
+                    "carrier": carrier,
+                    "estimated_delivery": estimated_delivery,
+                }),
+            )
+        }
+        OrderEvent::OrderDelivered { order_id, at } => {
+            sqlx::query("update sales.orders set delivered_at = $2 where order_id = $1")
+                .bind(order_id.as_uuid())
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            (order_id, "DELIVERED", at, json!({}))
+        }
+        OrderEvent::OrderCancelled {
+            order_id,
+            reason,
+            by,
+            was_paid,
+            at,
+        } => {
+            sqlx::query(
+                "update sales.orders set cancel_reason = $2, cancelled_by = $3, cancelled_at = $4
+                 where order_id = $1",
+            )
+            .bind(order_id.as_uuid())
+            .bind(reason)
+            .bind(cancelled_by(by))
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            (
+                order_id,
+                "CANCELLED",
+                at,
+                json!({ "reason": reason, "by": cancelled_by(by), "was_paid": was_paid }),
+            )
+        }
+        other => bail!(
+            "the raw baseline does not handle {} (the generator does not make it)",
+            purser_domain::Event::event_type(other)
+        ),
+    };
+    step(tx, order_id.as_uuid(), status, event_type, at, detail).await
+}
+
+async fn orders_payment(tx: &mut PgConnection, e: &PaymentEvent) -> anyhow::Result<()> {
+    match e {
+        PaymentEvent::PaymentIntentCreated {
+            payment_id,
+            order_id,
+            ..
+        } => {
+            sqlx::query(
+                "update sales.orders set payment_id = coalesce(payment_id, $2) where order_id = $1",
+            )
+            .bind(order_id.as_uuid())
+            .bind(payment_id.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+        }
+        PaymentEvent::PaymentCaptured {
+            order_id,
+            gateway_reference,
+            ..
+        } => {
+            sqlx::query("update sales.orders set payment_reference = $2 where order_id = $1")
+                .bind(order_id.as_uuid())
+                .bind(gateway_reference)
+                .execute(&mut *tx)
+                .await?;
+        }
+        PaymentEvent::PaymentFailed {
+            order_id,
+            reason,
+            message,
+            ..
+        } => {
+            sqlx::query(
+                "update sales.orders set failure_reason = $2, failure_message = $3 where order_id = $1",
+            )
+            .bind(order_id.as_uuid())
+            .bind(reason.code())
+            .bind(message)
+            .execute(&mut *tx)
+            .await?;
+        }
+        PaymentEvent::PaymentRefunded { .. } => {}
+        PaymentEvent::PaymentAttemptFailed { .. } => {
+            bail!("the raw baseline does not handle PaymentAttemptFailed")
+        }
+    }
+    Ok(())
+}
+
+async fn analytics_order(tx: &mut PgConnection, e: &OrderEvent) -> anyhow::Result<()> {
+    if let OrderEvent::OrderPlaced {
+        order_id,
+        customer_id,
+        lines,
+        total,
+        cart_id,
+        at,
+        ..
+    } = e
+    {
+        let item_count: i64 = lines.iter().map(|l| i64::from(l.qty.get())).sum();
+        sqlx::query(
+            "insert into analytics.fact_orders
+                (order_id, customer_id, cart_id, currency, total_minor, item_count,
+                 line_count, has_digital, has_physical, status, placed_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'PENDING', $10, $10)",
+        )
+        .bind(order_id.as_uuid())
+        .bind(customer_id.as_uuid())
+        .bind(cart_id.map(|c| c.as_uuid()))
+        .bind(total.currency.code())
+        .bind(total.minor)
+        .bind(item_count)
+        .bind(lines.len() as i32)
+        .bind(lines.iter().any(OrderLine::is_digital))
+        .bind(lines.iter().any(|l| !l.is_digital()))
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        return insert_lines(
+            tx,
+            ("analytics.fact_order_lines", Some(at)),
+            order_id.as_uuid(),
+            lines,
+        )
+        .await;
+    }
+    // (order, time, status, extra assignments, amount, text)
+    let (order_id, at, status, set, amount, text): (_, _, _, &str, Option<i64>, Option<&str>) =
+        match e {
+            OrderEvent::OrderPaymentStarted { order_id, at, .. } => (
+                order_id,
+                at,
+                "PAYMENT_PROCESSING",
+                "payment_started_at = coalesce(payment_started_at, $2)",
+                None,
+                None,
+            ),
+            OrderEvent::OrderPaid {
+                order_id,
+                amount,
+                at,
+                ..
+            } => (
+                order_id,
+                at,
+                "PAID",
+                "paid_minor = case when paid_at is null then $3 else paid_minor end,
+                 paid_at = coalesce(paid_at, $2)",
+                Some(amount.minor),
+                None,
+            ),
+            OrderEvent::OrderPaymentFailed {
+                order_id,
+                reason,
+                at,
+                ..
+            } => (
+                order_id,
+                at,
+                "PAYMENT_FAILED",
+                "payment_failed_at = coalesce(payment_failed_at, $2), failure_reason = $4",
+                None,
+                Some(reason.as_str()),
+            ),
+            OrderEvent::OrderConfirmed { order_id, at } => (
+                order_id,
+                at,
+                "CONFIRMED",
+                "confirmed_at = coalesce(confirmed_at, $2)",
+                None,
+                None,
+            ),
+            OrderEvent::OrderProcessingStarted { order_id, at } => {
+                (order_id, at, "PROCESSING", "", None, None)
+            }
+            OrderEvent::OrderShipped { order_id, at, .. } => (
+                order_id,
+                at,
+                "SHIPPED",
+                "shipped_at = coalesce(shipped_at, $2)",
+                None,
+                None,
+            ),
+            OrderEvent::OrderDelivered { order_id, at } => (
+                order_id,
+                at,
+                "DELIVERED",
+                "delivered_at = coalesce(delivered_at, $2)",
+                None,
+                None,
+            ),
+            OrderEvent::OrderCancelled {
+                order_id, by, at, ..
+            } => (
+                order_id,
+                at,
+                "CANCELLED",
+                "cancelled_at = coalesce(cancelled_at, $2), cancelled_by = $4",
+                None,
+                Some(cancelled_by(by)),
+            ),
+            other => bail!(
+                "the raw baseline does not handle {}",
+                purser_domain::Event::event_type(other)
+            ),
+        };
+    let set = if set.is_empty() {
+        String::new()
+    } else {
+        format!(", {set}")
+    };
+    sqlx::query(&format!(
+        "update analytics.fact_orders set status = '{status}', updated_at = $2{set}
+         where order_id = $1"
+    ))
+    .bind(order_id.as_uuid())
+    .bind(at)
+    .bind(amount)
+    .bind(text)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn analytics_payment(
+    tx: &mut PgConnection,
+    event_id: Uuid,
+    e: &PaymentEvent,
+) -> anyhow::Result<()> {
+    // (payment, order, kind, amount, currency, reason, message, gateway reference, at)
+    #[allow(clippy::type_complexity)]
+    let (payment_id, order_id, kind, amount, currency, reason, message, reference, at): (
+        Uuid,
+        Uuid,
+        &str,
+        Option<i64>,
+        Option<&str>,
+        Option<&str>,
+        Option<&str>,
+        Option<&str>,
+        &DateTime<Utc>,
+    ) = match e {
+        PaymentEvent::PaymentIntentCreated {
+            payment_id,
+            order_id,
+            amount,
+            at,
+            ..
+        } => (
+            payment_id.as_uuid(),
+            order_id.as_uuid(),
+            "intent_created",
+            Some(amount.minor),
+            Some(amount.currency.code()),
+            None,
+            None,
+            None,
+            at,
+        ),
+        PaymentEvent::PaymentCaptured {
+            payment_id,
+            order_id,
+            amount,
+            gateway_reference,
+            at,
+        } => (
+            payment_id.as_uuid(),
+            order_id.as_uuid(),
+            "captured",
+            Some(amount.minor),
+            Some(amount.currency.code()),
+            None,
+            None,
+            Some(gateway_reference.as_str()),
+            at,
+        ),
+        PaymentEvent::PaymentFailed {
+            payment_id,
+            order_id,
+            reason,
+            message,
+            at,
+        } => (
+            payment_id.as_uuid(),
+            order_id.as_uuid(),
+            "failed",
+            None,
+            None,
+            Some(reason.code()),
+            Some(message.as_str()),
+            None,
+            at,
+        ),
+        other => bail!(
+            "the raw baseline does not handle {}",
+            purser_domain::Event::event_type(other)
+        ),
+    };
+    sqlx::query(
+        "insert into analytics.fact_payments
+            (event_id, payment_id, order_id, kind, amount_minor, currency, reason, message,
+             gateway_reference, refund_reference, attempt, at)
+         select $1, $2, $3, $4,
+                coalesce($5, i.amount_minor), coalesce($6, i.currency),
+                $7, $8, $9, null, null, $10
+         from (select 1) one
+         left join lateral (
+             select amount_minor, currency from analytics.fact_payments
+             where payment_id = $2 and kind = 'intent_created'
+             order by at, event_id limit 1) i on true",
+    )
+    .bind(event_id)
+    .bind(payment_id)
+    .bind(order_id)
+    .bind(kind)
+    .bind(amount)
+    .bind(currency)
+    .bind(reason)
+    .bind(message)
+    .bind(reference)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+fn adjustment_reason(r: &AdjustmentReason) -> &'static str {
+    match r {
+        AdjustmentReason::Damaged => "damaged",
+        AdjustmentReason::Lost => "lost",
+        AdjustmentReason::Found => "found",
+        AdjustmentReason::Recount => "recount",
+        AdjustmentReason::Returned => "returned",
+        AdjustmentReason::Correction => "correction",
+        AdjustmentReason::OrderCancelled => "order_cancelled",
+    }
+}
+
+fn release_reason(r: &ReleaseReason) -> &'static str {
+    match r {
+        ReleaseReason::PaymentFailed => "payment_failed",
+        ReleaseReason::Expired => "expired",
+        ReleaseReason::Cancelled => "cancelled",
+        ReleaseReason::OrderUnfulfillable => "order_unfulfillable",
+    }
+}
+
+async fn analytics_inventory(
+    tx: &mut PgConnection,
+    event_id: Uuid,
+    e: &InventoryEvent,
+) -> anyhow::Result<()> {
+    let q = |q: &purser_domain::Quantity| i64::from(q.get());
+    #[allow(clippy::type_complexity)]
+    let (sku, kind, reason, note, reservation, order, qty, on_hand, reserved, at): (
+        &purser_domain::Sku,
+        &str,
+        Option<&str>,
+        Option<&str>,
+        Option<Uuid>,
+        Option<Uuid>,
+        i64,
+        i64,
+        i64,
+        &DateTime<Utc>,
+    ) = match e {
+        InventoryEvent::StockReceived { sku, qty, at } => (
+            sku,
+            "received",
+            None,
+            None,
+            None,
+            None,
+            q(qty),
+            q(qty),
+            0,
+            at,
+        ),
+        InventoryEvent::StockAdjusted {
+            sku,
+            delta,
+            reason,
+            note,
+            at,
+        } => (
+            sku,
+            "adjusted",
+            Some(adjustment_reason(reason)),
+            Some(note.as_str()),
+            None,
+            None,
+            delta.abs(),
+            *delta,
+            0,
+            at,
+        ),
+        InventoryEvent::StockReserved {
+            sku,
+            reservation_id,
+            order_id,
+            qty,
+            at,
+            ..
+        } => (
+            sku,
+            "reserved",
+            None,
+            None,
+            Some(reservation_id.as_uuid()),
+            Some(order_id.as_uuid()),
+            q(qty),
+            0,
+            q(qty),
+            at,
+        ),
+        InventoryEvent::ReservationConfirmed {
+            sku,
+            reservation_id,
+            order_id,
+            qty,
+            at,
+        } => (
+            sku,
+            "confirmed",
+            None,
+            None,
+            Some(reservation_id.as_uuid()),
+            Some(order_id.as_uuid()),
+            q(qty),
+            -q(qty),
+            -q(qty),
+            at,
+        ),
+        InventoryEvent::ReservationReleased {
+            sku,
+            reservation_id,
+            order_id,
+            qty,
+            reason,
+            at,
+        } => (
+            sku,
+            "released",
+            Some(release_reason(reason)),
+            None,
+            Some(reservation_id.as_uuid()),
+            Some(order_id.as_uuid()),
+            q(qty),
+            0,
+            -q(qty),
+            at,
+        ),
+        InventoryEvent::ReservationRejected { .. } => {
+            bail!("the raw baseline does not handle ReservationRejected")
+        }
+    };
+    sqlx::query(
+        "insert into analytics.fact_inventory_movements
+            (event_id, sku, kind, reason, note, reservation_id, order_id, qty, on_hand_delta,
+             reserved_delta, at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(event_id)
+    .bind(sku.as_str())
+    .bind(kind)
+    .bind(reason)
+    .bind(note)
+    .bind(reservation)
+    .bind(order)
+    .bind(qty)
+    .bind(on_hand)
+    .bind(reserved)
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}

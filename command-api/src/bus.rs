@@ -1,0 +1,319 @@
+//! Load → decide → append, with retry on conflict.
+//!
+//! Concurrency. Commands on one stream are serialised inside a process (striped async locks),
+//! so only writers in other processes can race; a race shows up as a wrong-expected-version
+//! from the store, and the bus reloads and decides again, a bounded number of times with
+//! jittered backoff.
+//!
+//! Loading. Aggregate states are cached per stream with the version they reflect; a load reads
+//! only the events after that version. The cache is an optimisation only: the append's
+//! expected version is what guarantees correctness, so a stale entry costs one retry.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use purser_domain::{Aggregate, DomainError, Event};
+use purser_event_store::{
+    EventStore, ExpectedVersion, NewEvent, Position, StoreError, StreamName, read_stream_to_end,
+};
+use rand::Rng;
+
+use crate::context::CommandContext;
+
+/// Why a command did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: DomainError> {
+    /// The rules said no. Reported to the caller as a user error.
+    #[error(transparent)]
+    Domain(E),
+    /// Other writers kept winning the race for this stream.
+    #[error("the {stream} stream kept changing underneath; try again")]
+    Conflict { stream: String },
+    /// The event store failed or holds something this build cannot read.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// The outcome of a command that went through.
+#[derive(Debug, Clone)]
+pub struct Executed<A: Aggregate> {
+    /// The state after the command.
+    pub state: A::State,
+    /// The events appended (empty when the command was already done).
+    pub events: Vec<A::Event>,
+    /// The stream's version after the command; None if the stream does not exist.
+    pub version: Option<u64>,
+    /// The global position of the last event appended — or, when nothing was appended, of
+    /// the stream's last event — for read-your-writes.
+    pub position: Option<Position>,
+}
+
+struct Cached {
+    version: u64,
+    position: Position,
+    state: Arc<dyn Any + Send + Sync>,
+}
+
+/// Runs commands against the event store.
+#[derive(Clone)]
+pub struct CommandBus {
+    store: Arc<dyn EventStore>,
+    cache: Arc<Mutex<HashMap<String, Cached>>>,
+    locks: Arc<Vec<tokio::sync::Mutex<()>>>,
+    max_attempts: usize,
+}
+
+const CACHE_CAPACITY: usize = 50_000;
+const LOCK_STRIPES: usize = 1024;
+
+impl CommandBus {
+    pub fn new(store: Arc<dyn EventStore>) -> CommandBus {
+        CommandBus {
+            store,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+            locks: Arc::new(
+                (0..LOCK_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+            ),
+            max_attempts: 12,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    fn stripe(&self, stream: &StreamName) -> &tokio::sync::Mutex<()> {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in stream.as_str().bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        &self.locks[(h % LOCK_STRIPES as u64) as usize]
+    }
+
+    /// Loads the current state of an aggregate's stream, its version and last position.
+    pub async fn load<A>(
+        &self,
+        stream: &StreamName,
+    ) -> Result<(A::State, Option<u64>, Option<Position>), StoreError>
+    where
+        A: Aggregate,
+        A::State: Send + Sync + 'static,
+    {
+        let cached = {
+            let cache = self.cache.lock().expect("cache lock");
+            cache.get(stream.as_str()).and_then(|c| {
+                c.state
+                    .clone()
+                    .downcast::<A::State>()
+                    .ok()
+                    .map(|s| ((*s).clone(), c.version, c.position))
+            })
+        };
+        let (mut state, mut version, mut position, from) = match cached {
+            Some((s, v, p)) => (s, Some(v), Some(p), v + 1),
+            None => (A::State::default(), None, None, 0),
+        };
+        let events = read_stream_to_end(&*self.store, stream, from).await?;
+        for recorded in &events {
+            let event = A::Event::decode(
+                &recorded.event_type,
+                recorded.schema_version,
+                recorded.data.clone(),
+            )
+            .map_err(|e| {
+                StoreError::Backend(format!("cannot decode {} in {stream}: {e}", recorded.id))
+            })?;
+            state = A::evolve(state, &event);
+            version = Some(recorded.version);
+            position = Some(recorded.position);
+        }
+        if let (Some(v), Some(p)) = (version, position)
+            && !events.is_empty()
+        {
+            self.remember(stream, v, p, &state);
+        }
+        Ok((state, version, position))
+    }
+
+    fn remember<S: Clone + Send + Sync + 'static>(
+        &self,
+        stream: &StreamName,
+        version: u64,
+        position: Position,
+        state: &S,
+    ) {
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.len() >= CACHE_CAPACITY {
+            // Crude but bounded: forget everything. Entries are only a shortcut.
+            cache.clear();
+        }
+        cache.insert(
+            stream.as_str().to_owned(),
+            Cached {
+                version,
+                position,
+                state: Arc::new(state.clone()),
+            },
+        );
+    }
+
+    fn forget(&self, stream: &StreamName) {
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .remove(stream.as_str());
+    }
+
+    /// Runs `command` against the aggregate in `stream`.
+    pub async fn execute<A>(
+        &self,
+        stream: &StreamName,
+        ctx: &CommandContext,
+        command: A::Command,
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::State: Send + Sync + 'static,
+        A::Command: Clone,
+    {
+        self.execute_all::<A>(stream, ctx, vec![command]).await
+    }
+
+    /// Runs several commands against one aggregate as one unit: each is decided on the state
+    /// the previous ones produced, and all their events are appended together or not at all.
+    /// The first refusal refuses the whole unit.
+    pub async fn execute_all<A>(
+        &self,
+        stream: &StreamName,
+        ctx: &CommandContext,
+        commands: Vec<A::Command>,
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::State: Send + Sync + 'static,
+        A::Command: Clone,
+    {
+        let aggregate = A::CATEGORY;
+        let started = std::time::Instant::now();
+        let outcome = self.execute_all_inner::<A>(stream, ctx, commands).await;
+        let result = match &outcome {
+            Ok(e) if e.events.is_empty() => "noop",
+            Ok(_) => "ok",
+            Err(CommandError::Domain(_)) => "rejected",
+            Err(CommandError::Conflict { .. }) => "conflict",
+            Err(CommandError::Store(_)) => "error",
+        };
+        metrics::histogram!("purser_command_duration_seconds", "aggregate" => aggregate)
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("purser_commands_total", "aggregate" => aggregate, "outcome" => result)
+            .increment(1);
+        if let Ok(done) = &outcome {
+            for e in &done.events {
+                metrics::counter!("purser_events_appended_total", "type" => e.event_type())
+                    .increment(1);
+            }
+        }
+        outcome
+    }
+
+    async fn execute_all_inner<A>(
+        &self,
+        stream: &StreamName,
+        ctx: &CommandContext,
+        commands: Vec<A::Command>,
+    ) -> Result<Executed<A>, CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::State: Send + Sync + 'static,
+        A::Command: Clone,
+    {
+        let _serialised = self.stripe(stream).lock().await;
+        let mut backoff = Duration::from_millis(2);
+        for attempt in 0..self.max_attempts {
+            if attempt > 0 {
+                metrics::counter!("purser_command_retries_total", "aggregate" => A::CATEGORY)
+                    .increment(1);
+            }
+            let (state, version, position) =
+                self.load::<A>(stream).await.map_err(CommandError::Store)?;
+            let mut events = Vec::new();
+            let mut next = state.clone();
+            for command in &commands {
+                let decided = A::decide(&next, command.clone()).map_err(CommandError::Domain)?;
+                next = decided.iter().fold(next, A::evolve);
+                events.extend(decided);
+            }
+            if events.is_empty() {
+                return Ok(Executed {
+                    state,
+                    events,
+                    version,
+                    position,
+                });
+            }
+            let expected = match version {
+                None => ExpectedVersion::NoStream,
+                Some(v) => ExpectedVersion::Exact(v),
+            };
+            let metadata = ctx.metadata();
+            let new_events: Vec<NewEvent> = events
+                .iter()
+                .enumerate()
+                .map(|(n, e)| {
+                    let (event_type, schema_version, data) = e.encode();
+                    NewEvent {
+                        id: ctx.event_id(n),
+                        event_type: event_type.to_owned(),
+                        schema_version,
+                        data,
+                        metadata: metadata.clone(),
+                    }
+                })
+                .collect();
+            match self.store.append(stream, expected, new_events).await {
+                Ok(outcome) => {
+                    if outcome.duplicate {
+                        // The same command went through before; report the stream as it is.
+                        self.forget(stream);
+                        let (state, version, position) =
+                            self.load::<A>(stream).await.map_err(CommandError::Store)?;
+                        return Ok(Executed {
+                            state,
+                            events: vec![],
+                            version,
+                            position,
+                        });
+                    }
+                    let state = events.iter().fold(state, A::evolve);
+                    self.remember(stream, outcome.last_version, outcome.last_position, &state);
+                    return Ok(Executed {
+                        state,
+                        events,
+                        version: Some(outcome.last_version),
+                        position: Some(outcome.last_position),
+                    });
+                }
+                Err(StoreError::WrongExpectedVersion { .. }) => {
+                    metrics::counter!("purser_command_conflicts_total", "aggregate" => A::CATEGORY)
+                        .increment(1);
+                    // Someone else wrote first: forget what we thought we knew and decide
+                    // again on the new state, after a short random pause so that racing
+                    // writers spread out.
+                    self.forget(stream);
+                    let jitter = rand::rng().random_range(0..=backoff.as_micros() as u64);
+                    tokio::time::sleep(Duration::from_micros(jitter)).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(CommandError::Store(e)),
+            }
+        }
+        Err(CommandError::Conflict {
+            stream: stream.to_string(),
+        })
+    }
+}

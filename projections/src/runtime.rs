@@ -1,0 +1,482 @@
+//! The projector runtime.
+//!
+//! For each projection, a task loops: claim it, resume from its checkpoint, apply batches, and
+//! on any failure let go and start over. The invariants:
+//!
+//! * One process runs a projection at a time. The claim is a session-level advisory lock held
+//!   on a connection of its own; if the process dies, Postgres drops the connection and the
+//!   lock with it, and a waiting projector takes over within `claim_retry`.
+//! * Each batch is one transaction: the read-model writes and the checkpoint move commit
+//!   together or not at all, so a crash (even SIGKILL mid-batch) can neither skip nor
+//!   double-apply an event.
+//! * The checkpoint move is a compare-and-set on (position, generation). A projector that lost
+//!   its claim without noticing, or whose projection was reset underneath it, fails the compare
+//!   and rolls back.
+//! * A failing event is never skipped: the batch rolls back, the error is recorded in the
+//!   checkpoint row, and the projector retries with backoff.
+//! * Behind: batches of up to `batch_max`; live: whatever has arrived, often one event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use purser_event_store::{EventFilter, EventStore, Position, SubscriptionItem};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoints::{self, Checkpoints, Mark};
+use crate::{Projection, ProjectionError};
+
+#[derive(Debug, Clone)]
+pub struct ProjectorOptions {
+    /// The most events applied in one transaction.
+    pub batch_max: usize,
+    /// How often a projector that does not hold a projection's claim tries to take it.
+    pub claim_retry: Duration,
+    /// How often the owner checks its claim and records lag.
+    pub status_interval: Duration,
+}
+
+impl Default for ProjectorOptions {
+    fn default() -> Self {
+        ProjectorOptions {
+            batch_max: 500,
+            claim_retry: Duration::from_secs(1),
+            status_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What `rebuild` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebuildOutcome {
+    /// Reset and rebuilt in this process, up to the head of the log as it was when it started.
+    Rebuilt { events: i64 },
+    /// Reset; another process holds the projection and is rebuilding it.
+    HandedOver { owner: Option<String> },
+}
+
+/// Runs projections.
+#[derive(Clone)]
+pub struct Projector {
+    store: Arc<dyn EventStore>,
+    pool: PgPool,
+    projections: Vec<Arc<dyn Projection>>,
+    checkpoints: Checkpoints,
+    opts: ProjectorOptions,
+    owner: String,
+}
+
+enum Stop {
+    Shutdown,
+    Reached,
+    /// The checkpoint moved under us (reset, or another owner): reload and go on.
+    Restart,
+}
+
+impl Projector {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        pool: PgPool,
+        projections: Vec<Arc<dyn Projection>>,
+        checkpoints: Checkpoints,
+    ) -> Projector {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        Projector {
+            store,
+            pool,
+            projections,
+            checkpoints,
+            opts: ProjectorOptions::default(),
+            owner: format!("{host}:{}", std::process::id()),
+        }
+    }
+
+    pub fn with_options(mut self, opts: ProjectorOptions) -> Projector {
+        self.opts = opts;
+        self
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.projections.iter().map(|p| p.name()).collect()
+    }
+
+    fn find(&self, name: &str) -> Result<Arc<dyn Projection>, ProjectionError> {
+        self.projections
+            .iter()
+            .find(|p| p.name() == name)
+            .cloned()
+            .ok_or_else(|| ProjectionError::Unknown(name.to_owned()))
+    }
+
+    /// Runs every projection until `shutdown` is cancelled. On shutdown each projection
+    /// finishes the batch it is applying, then lets go of its claim.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for p in &self.projections {
+            let (this, p, shutdown) = (self.clone(), p.clone(), shutdown.clone());
+            tasks.spawn(async move { this.run_projection(p, shutdown).await });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn run_projection(&self, p: Arc<dyn Projection>, shutdown: CancellationToken) {
+        let name = p.name();
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            let mut claim = match Claim::try_acquire(&self.pool, name).await {
+                Ok(Some(claim)) => claim,
+                Ok(None) => {
+                    pause(&shutdown, self.opts.claim_retry).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(projection = name, error = %e, "cannot try the claim");
+                    pause(&shutdown, backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            tracing::info!(projection = name, owner = %self.owner, "projection claimed");
+            let outcome = self.drive(&p, &mut claim, &shutdown, None).await;
+            // Let go of the claim before anything else, so another projector can take over.
+            claim.release(name).await;
+            match outcome {
+                Ok(Stop::Shutdown) => {
+                    let _ = checkpoints::release(&self.pool, name, &self.owner).await;
+                    tracing::info!(projection = name, "projection released at shutdown");
+                    return;
+                }
+                Ok(Stop::Reached | Stop::Restart) => backoff = Duration::from_millis(100),
+                Err(e) => {
+                    metrics::counter!("purser_projection_failures_total", "projection" => name)
+                        .increment(1);
+                    tracing::error!(projection = name, error = %e, "projection failed; will retry");
+                    let _ = checkpoints::record_error(&self.pool, name, &e.to_string()).await;
+                    pause(&shutdown, backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Applies events for one claimed projection until shutdown, until `until` is reached,
+    /// or until the checkpoint moves under it.
+    async fn drive(
+        &self,
+        p: &Arc<dyn Projection>,
+        claim: &mut Claim,
+        shutdown: &CancellationToken,
+        until: Option<Position>,
+    ) -> Result<Stop, ProjectionError> {
+        let name = p.name();
+        let filter = p.filter();
+        let mut mark = checkpoints::load_or_create(&self.pool, name).await?;
+        if until.is_some_and(|t| mark.position >= t) {
+            return Ok(Stop::Reached);
+        }
+        let mut sub = self.store.subscribe(mark.position, filter.clone());
+        let mut status = tokio::time::interval(self.opts.status_interval);
+        status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_report = tokio::time::Instant::now();
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(Stop::Shutdown),
+                _ = status.tick() => {
+                    if !claim.alive().await {
+                        return Err(ProjectionError::Other(format!(
+                            "lost the connection that holds the claim on {name}"
+                        )));
+                    }
+                    // An idle projector would otherwise only learn of a reset at its next
+                    // batch's compare-and-set, which may never come.
+                    if checkpoints::generation(&self.pool, name).await? != mark.generation {
+                        tracing::info!(projection = name, "projection was reset; rebuilding");
+                        return Ok(Stop::Restart);
+                    }
+                    self.report_status(name, &filter, mark.position).await;
+                    last_report = tokio::time::Instant::now();
+                    continue;
+                }
+                item = sub.next() => item,
+            };
+            let first = first
+                .ok_or_else(|| ProjectionError::Other("the event subscription ended".into()))??;
+            let mut batch = vec![first];
+            let mut drained = false;
+            while batch.len() < self.opts.batch_max {
+                match sub.next().now_or_never() {
+                    Some(Some(item)) => batch.push(item?),
+                    _ => {
+                        drained = true;
+                        break;
+                    }
+                }
+            }
+            let Some(to) = self.apply_batch(p, &filter, mark, &batch).await? else {
+                return Ok(Stop::Restart);
+            };
+            if to != mark.position {
+                mark.position = to;
+                self.checkpoints.bump();
+            }
+            // Having just drained everything that had arrived, say so now rather than at the
+            // next status tick, so operators do not see a stale lag.
+            if drained && last_report.elapsed() > Duration::from_millis(250) {
+                self.report_status(name, &filter, mark.position).await;
+                last_report = tokio::time::Instant::now();
+            }
+            if until.is_some_and(|t| mark.position >= t) {
+                return Ok(Stop::Reached);
+            }
+        }
+    }
+
+    /// One transaction: apply the batch, move the checkpoint, commit. Returns the new
+    /// position, or None when the compare-and-set failed (and nothing was written).
+    async fn apply_batch(
+        &self,
+        p: &Arc<dyn Projection>,
+        filter: &EventFilter,
+        mark: Mark,
+        batch: &[SubscriptionItem],
+    ) -> Result<Option<Position>, ProjectionError> {
+        let mut to = mark.position;
+        let mut applied = 0i64;
+        let mut last_event_at = None;
+        let mut tx = self.pool.begin().await?;
+        for item in batch {
+            match item {
+                SubscriptionItem::Event(e) => {
+                    if filter.matches(&e.stream, &e.event_type) {
+                        p.apply(&mut tx, e).await.map_err(|err| {
+                            ProjectionError::Other(format!(
+                                "{} failed at {} ({} in {}): {err}",
+                                p.name(),
+                                e.position,
+                                e.event_type,
+                                e.stream
+                            ))
+                        })?;
+                        applied += 1;
+                        last_event_at = Some(e.recorded_at);
+                    }
+                    to = to.max(e.position);
+                }
+                SubscriptionItem::Checkpoint(c) => to = to.max(*c),
+            }
+        }
+        if to == mark.position {
+            return Ok(Some(to));
+        }
+        if !checkpoints::advance(&mut tx, p.name(), mark, to, applied, last_event_at).await? {
+            tracing::info!(
+                projection = p.name(),
+                "checkpoint moved underneath; reloading"
+            );
+            return Ok(None);
+        }
+        tx.commit().await?;
+        metrics::histogram!("purser_projection_batch_size", "projection" => p.name())
+            .record(batch.len() as f64);
+        metrics::counter!("purser_projection_events_applied_total", "projection" => p.name())
+            .increment(applied as u64);
+        metrics::gauge!("purser_projection_position", "projection" => p.name())
+            .set(to.prepare as f64);
+        Ok(Some(to))
+    }
+
+    async fn report_status(&self, name: &str, filter: &EventFilter, at: Position) {
+        let head = self.store.head().await.ok().flatten();
+        let (lag_events, lag_seconds) = match self.store.backlog(at, filter, 1_000_000).await {
+            Ok((n, oldest)) => {
+                let secs = oldest
+                    .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                (n as i64, secs)
+            }
+            Err(e) => {
+                tracing::debug!(projection = name, error = %e, "cannot measure lag");
+                (0, 0.0)
+            }
+        };
+        let head = head.map(|h| h.position);
+        metrics::gauge!("purser_projection_lag_events", "projection" => name.to_owned())
+            .set(lag_events as f64);
+        metrics::gauge!("purser_projection_lag_seconds", "projection" => name.to_owned())
+            .set(lag_seconds);
+        if let Err(e) =
+            checkpoints::heartbeat(&self.pool, name, &self.owner, head, lag_events, lag_seconds)
+                .await
+        {
+            tracing::debug!(projection = name, error = %e, "cannot record status");
+        }
+    }
+
+    /// Empties a projection's tables and moves its checkpoint back to the start, in one
+    /// transaction. A projector running it notices (its next compare-and-set fails) and
+    /// rebuilds from the start.
+    pub async fn reset(&self, name: &str) -> Result<(), ProjectionError> {
+        let p = self.find(name)?;
+        let mut tx = self.pool.begin().await?;
+        // Lock the tables before the checkpoint row, the same order a projector's batch
+        // takes them in, so a reset and a running batch can wait for each other but never
+        // deadlock.
+        let tables = p.tables().join(", ");
+        if !tables.is_empty() {
+            sqlx::query(&format!("lock table {tables} in access exclusive mode"))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&format!("truncate table {tables}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "insert into purser.projection_checkpoints (name) values ($1)
+             on conflict (name) do update
+             set commit_position = 0, prepare_position = 0,
+                 generation = purser.projection_checkpoints.generation + 1,
+                 events_applied = 0, last_event_at = null, last_error = null,
+                 last_error_at = null, updated_at = now()",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.checkpoints.bump();
+        Ok(())
+    }
+
+    /// Resets a projection and rebuilds it from position zero. When another process runs the
+    /// projection, that process does the rebuild.
+    pub async fn rebuild(&self, name: &str) -> Result<RebuildOutcome, ProjectionError> {
+        self.reset(name).await?;
+        match self.catch_up(name).await? {
+            Some(events) => Ok(RebuildOutcome::Rebuilt { events }),
+            None => {
+                let owner = self
+                    .checkpoints
+                    .all()
+                    .await?
+                    .into_iter()
+                    .find(|c| c.name == name)
+                    .and_then(|c| c.owner);
+                Ok(RebuildOutcome::HandedOver { owner })
+            }
+        }
+    }
+
+    /// Brings one projection up to the head of the log as it is now, in this process.
+    /// Returns the number of events it has applied in all, or None if another process holds
+    /// the projection.
+    pub async fn catch_up(&self, name: &str) -> Result<Option<i64>, ProjectionError> {
+        let p = self.find(name)?;
+        let Some(mut claim) = Claim::try_acquire(&self.pool, name).await? else {
+            return Ok(None);
+        };
+        let target = self
+            .store
+            .head()
+            .await?
+            .map(|h| h.position)
+            .unwrap_or(Position::START);
+        let never = CancellationToken::new();
+        loop {
+            match self.drive(&p, &mut claim, &never, Some(target)).await? {
+                Stop::Reached | Stop::Shutdown => break,
+                Stop::Restart => continue,
+            }
+        }
+        claim.release(name).await;
+        let applied = self
+            .checkpoints
+            .all()
+            .await?
+            .into_iter()
+            .find(|c| c.name == name)
+            .map(|c| c.events_applied)
+            .unwrap_or(0);
+        Ok(Some(applied))
+    }
+}
+
+async fn pause(shutdown: &CancellationToken, d: Duration) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}
+
+/// A session-level advisory lock on a connection of its own. Dropping the claim closes the
+/// connection, which releases the lock.
+pub struct Claim {
+    conn: PgConnection,
+}
+
+/// Takes a projection's claim from outside a projector, so no projector runs it meanwhile
+/// (the demo seed does this while it writes history the projection must not act on). None
+/// when a projector holds it.
+pub async fn claim(pool: &PgPool, name: &str) -> Result<Option<Claim>, sqlx::Error> {
+    Claim::try_acquire(pool, name).await
+}
+
+/// Moves a projection's checkpoint to `to` while holding its claim: the events before it
+/// will never be applied. Only for command-side state that the caller has written itself.
+pub async fn fast_forward(claim: &mut Claim, name: &str, to: Position) -> Result<(), sqlx::Error> {
+    let (c, p) = to.to_db();
+    sqlx::query(
+        "insert into purser.projection_checkpoints (name, commit_position, prepare_position) values ($1, $2, $3)
+         on conflict (name) do update set commit_position = $2, prepare_position = $3, updated_at = now()",
+    )
+    .bind(name)
+    .bind(c)
+    .bind(p)
+    .execute(&mut claim.conn)
+    .await?;
+    Ok(())
+}
+
+fn claim_key(name: &str) -> i64 {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in "purser.projection.".bytes().chain(name.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+impl Claim {
+    async fn try_acquire(pool: &PgPool, name: &str) -> Result<Option<Claim>, sqlx::Error> {
+        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
+            .bind(claim_key(name))
+            .fetch_one(&mut conn)
+            .await?;
+        if got {
+            Ok(Some(Claim { conn }))
+        } else {
+            let _ = conn.close().await;
+            Ok(None)
+        }
+    }
+
+    /// Unlocks and closes the connection now. Merely dropping it would leave Postgres to
+    /// notice the closed socket and free the lock a moment later, so a projector that lets go
+    /// and another that takes over at once could miss each other.
+    pub async fn release(mut self, name: &str) {
+        let _ = sqlx::query("select pg_advisory_unlock($1)")
+            .bind(claim_key(name))
+            .execute(&mut self.conn)
+            .await;
+        let _ = self.conn.close().await;
+    }
+
+    async fn alive(&mut self) -> bool {
+        sqlx::query("select 1")
+            .execute(&mut self.conn)
+            .await
+            .is_ok()
+    }
+}

@@ -1,0 +1,68 @@
+//! Following a checkout without an account (seed 000/002): the checkout returns an order id
+//! and a status token; polling `checkoutStatus` with both shows the order, and once its
+//! digital goods are delivered, hands out a single-use sign-in token that
+//! `customerSignInWithToken` exchanges for a session, exactly once.
+
+use async_graphql::{Context, ID, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use purser_domain::{CustomerId, OrderId};
+
+use crate::auth::Tokens;
+use crate::context::{ReadContext, db_error};
+use crate::orders::{Order, load_order};
+use crate::types::{api_error, parse_global_id};
+
+#[derive(SimpleObject)]
+pub struct CheckoutStatus {
+    pub order: Order,
+    /// Present once the order's digital goods are delivered to the buyer's account: exchange
+    /// it (once, within ten minutes) with `customerSignInWithToken` for a session.
+    pub sign_in_token: Option<String>,
+    pub sign_in_token_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+pub struct CheckoutStatusQuery;
+
+#[Object]
+impl CheckoutStatusQuery {
+    /// An order's progress for whoever holds its status token (returned by `cartCheckout`).
+    /// A wrong or expired token reads exactly like an unknown order: null.
+    async fn checkout_status(
+        &self,
+        ctx: &Context<'_>,
+        order_id: ID,
+        status_token: String,
+        min_position: Option<String>,
+    ) -> async_graphql::Result<Option<CheckoutStatus>> {
+        let read = ReadContext::from_ctx(ctx);
+        let tokens = ctx.data_unchecked::<Tokens>();
+        let key = parse_global_id("Order", &order_id).unwrap_or_else(|_| order_id.to_string());
+        let order_id: OrderId = key
+            .parse()
+            .map_err(|_| api_error("BAD_USER_INPUT", "orderId is not a valid Order id"))?;
+        if tokens.verify_order_status(&status_token, order_id).is_err() {
+            return Ok(None);
+        }
+        read.wait_for(&["orders"], min_position.as_deref()).await?;
+        let Some(row) = load_order(&read.pool, order_id.as_uuid())
+            .await
+            .map_err(db_error)?
+        else {
+            return Ok(None);
+        };
+        let (sign_in_token, sign_in_token_expires_at) = if row.has_digital
+            && row.fulfilled_at.is_some()
+        {
+            let (token, exp) = tokens.issue_sign_in(CustomerId::from(row.customer_id), order_id);
+            (Some(token), Some(exp))
+        } else {
+            (None, None)
+        };
+        Ok(Some(CheckoutStatus {
+            order: Order::new(row),
+            sign_in_token,
+            sign_in_token_expires_at,
+        }))
+    }
+}

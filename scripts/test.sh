@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, clippy, and the whole test suite against a real
+# Postgres (installed and started if none answers). KurrentDB's share of the contract suite
+# runs too when KURRENTDB_URL points at a server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/postgres.sh
+
+ensure_postgres
+say "cargo fmt --check"
+cargo fmt --all --check
+say "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+say "cargo test"
+cargo test --workspace --locked -- --test-threads="${PURSER_TEST_THREADS:-4}"
+say "all checks passed"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Brings everything up: Postgres (installed and started if none answers), the database, the
+# migrations, the demo catalog, and the GraphQL API on http://127.0.0.1:8080 (Ctrl-C stops it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib/postgres.sh
+
+ensure_postgres
+say "building purser"
+cargo build --bin purser
+say "migrating"
+./target/debug/purser migrate
+say "loading the demo catalog"
+./target/debug/purser seed
+say "serving GraphQL on http://${PURSER_HTTP_ADDR:-127.0.0.1:8080}/graphql (GraphiQL: /graphiql)"
+exec ./target/debug/purser serve

@@ -1,0 +1,523 @@
+//! Wiring: connect, assemble, serve, shut down.
+//!
+//! One process can play any role: `All` (command side, projectors and GraphQL together),
+//! or one of `CommandApi`, `Projector`, `QueryApi` to scale out. Every role serves HTTP
+//! (health, readiness, GraphQL) on its address.
+//!
+//! Shutdown (SIGTERM or Ctrl-C): stop accepting connections, let in-flight requests finish,
+//! let each projector finish the batch it is applying, then exit. A restarted process picks up
+//! from the checkpoints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use purser_command_api::CommandBus;
+use purser_event_store::{EventStore, KurrentEventStore, PgEventStore};
+use purser_projections::{Checkpoints, Projection, Projector};
+use purser_query_api::ReadContext;
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, StoreKind};
+use crate::http::{HttpState, router};
+use crate::schema::{self, PurserSchema};
+use purser_command_api::actions::{ActionExecutor, RetryPolicy};
+use purser_command_api::deadlines::{DeadlineProjection, DeadlineWorker};
+use purser_command_api::gateway::PaymentGateway;
+use purser_command_api::licensing::LicenseSigner;
+use purser_command_api::notifications::{NotificationQueueProjection, NotificationWorker};
+use purser_command_api::outbox::{Dispatcher, DispatcherOptions};
+use purser_command_api::process::CheckoutProcess;
+use purser_domain::checkout::CheckoutConfig;
+use purser_query_api::auth::Tokens;
+
+/// What a process runs besides HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    All,
+    CommandApi,
+    Projector,
+    QueryApi,
+}
+
+impl Role {
+    fn runs_projectors(self) -> bool {
+        matches!(self, Role::All | Role::Projector)
+    }
+
+    /// Process managers, their outbox dispatcher and deadlines.
+    fn runs_command_side(self) -> bool {
+        matches!(self, Role::All | Role::CommandApi)
+    }
+}
+
+/// Connections and shared services.
+#[derive(Clone)]
+pub struct Services {
+    pub config: Config,
+    /// Writes (and the event store, when it is Postgres).
+    pub pool: PgPool,
+    /// Reads: the replica when one is configured, else the same pool.
+    pub read_pool: PgPool,
+    pub store: Arc<dyn EventStore>,
+    pub checkpoints: Checkpoints,
+    pub bus: CommandBus,
+    pub gateway: Arc<dyn PaymentGateway>,
+    pub tokens: Tokens,
+    /// Operational trace events (seed 003), written in the background.
+    pub trace: Option<purser_query_api::trace::TraceLog>,
+}
+
+/// Every projection this build has.
+pub fn projections() -> Vec<Arc<dyn Projection>> {
+    purser_projections::all()
+}
+
+async fn connect_pool(
+    options: sqlx::postgres::PgConnectOptions,
+    size: u32,
+    what: &str,
+    shown: &str,
+) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot connect to the {what} at {shown}: {}",
+                one_line(&e.to_string())
+            )
+        })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Connects to Postgres and the event store; fails fast with one clear sentence.
+pub async fn connect(config: &Config) -> anyhow::Result<Services> {
+    let pool = connect_pool(
+        config.pg_options(),
+        config.db_pool_size,
+        "database",
+        &config.database_display(),
+    )
+    .await?;
+    let read_pool = match config.pg_read_options() {
+        Some(opts) => {
+            let shown =
+                crate::config::redact_url(config.database_read_url.as_ref().expect("set").expose());
+            connect_pool(opts, config.db_pool_size, "read replica", &shown).await?
+        }
+        None => pool.clone(),
+    };
+    let store: Arc<dyn EventStore> = match config.event_store {
+        StoreKind::Postgres => Arc::new(PgEventStore::new(pool.clone())),
+        StoreKind::KurrentDb => {
+            let k = KurrentEventStore::from_url(config.kurrentdb_url.expose())?;
+            k.check(Duration::from_secs(5)).await.map_err(|e| {
+                anyhow!(
+                    "cannot reach KurrentDB at {}: {e}",
+                    crate::config::redact_url(config.kurrentdb_url.expose())
+                )
+            })?;
+            Arc::new(k)
+        }
+    };
+    let checkpoints = Checkpoints::new(read_pool.clone());
+    let bus = CommandBus::new(store.clone());
+    let gateway = purser_command_api::gateway::build(config.payment_gateway.clone(), pool.clone())
+        .map_err(|e| anyhow!("{e}"))?;
+    let tokens = Tokens::new(config.jwt_secret.expose().as_bytes(), config.token_ttl);
+    Ok(Services {
+        config: config.clone(),
+        pool,
+        read_pool,
+        store,
+        checkpoints,
+        bus,
+        gateway,
+        tokens,
+        trace: None,
+    })
+}
+
+/// True when every migration this build knows is applied.
+pub async fn migrations_applied(pool: &PgPool) -> anyhow::Result<bool> {
+    let table: Option<String> =
+        sqlx::query_scalar("select to_regclass('public._sqlx_migrations')::text")
+            .fetch_one(pool)
+            .await?;
+    if table.is_none() {
+        return Ok(false);
+    }
+    let applied: Vec<i64> =
+        sqlx::query_scalar("select version from _sqlx_migrations where success")
+            .fetch_all(pool)
+            .await?;
+    Ok(purser_migrations::MIGRATOR
+        .iter()
+        .all(|m| applied.contains(&m.version)))
+}
+
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    purser_migrations::MIGRATOR
+        .run(pool)
+        .await
+        .context("migration failed")?;
+    Ok(())
+}
+
+impl Services {
+    pub fn schema(&self) -> PurserSchema {
+        let read = ReadContext {
+            pool: self.read_pool.clone(),
+            checkpoints: self.checkpoints.clone(),
+            consistency_timeout: self.config.consistency_timeout,
+        };
+        schema::build(
+            read,
+            self.bus.clone(),
+            self.gateway.clone(),
+            self.tokens.clone(),
+            self.trace.clone(),
+        )
+    }
+
+    /// The license signer: `PURSER_LICENSE_SIGNING_KEY`, else the key file, which is created
+    /// with a fresh key on first use (convenient in development; set the variable in
+    /// production so every process signs with the same key).
+    pub fn license_signer(&self) -> anyhow::Result<Option<LicenseSigner>> {
+        load_license_signer(&self.config)
+    }
+
+    /// The command side's own projections: process managers and deadlines.
+    pub fn command_projector(&self) -> Projector {
+        let checkout = CheckoutConfig {
+            reservation_ttl: chrono::Duration::from_std(self.config.reservation_ttl)
+                .unwrap_or(chrono::Duration::minutes(10)),
+        };
+        let cart_idle =
+            chrono::Duration::from_std(self.config.cart_idle).unwrap_or(chrono::Duration::days(7));
+        let projections: Vec<Arc<dyn Projection>> = vec![
+            Arc::new(CheckoutProcess { config: checkout }),
+            Arc::new(DeadlineProjection { cart_idle }),
+            Arc::new(NotificationQueueProjection),
+        ];
+        Projector::new(
+            self.store.clone(),
+            self.pool.clone(),
+            projections,
+            self.checkpoints.clone(),
+        )
+        .with_options(purser_projections::ProjectorOptions {
+            batch_max: self.config.projector_batch,
+            ..Default::default()
+        })
+    }
+
+    pub fn projector(&self) -> Projector {
+        Projector::new(
+            self.store.clone(),
+            self.pool.clone(),
+            projections(),
+            self.checkpoints.clone(),
+        )
+        .with_options(purser_projections::ProjectorOptions {
+            batch_max: self.config.projector_batch,
+            ..Default::default()
+        })
+    }
+}
+
+/// A started process: its address and how to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub services: Services,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    /// Asks everything to stop and waits until it has.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until every task has ended (after a shutdown, or a failure).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        for t in self.tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(anyhow!("a task panicked: {e}"));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Connects, checks the schema is migrated, binds, and starts the role's work. Returns once
+/// the process is serving.
+pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
+    let mut services = connect(&config).await?;
+    // Metrics and trace events belong to the process: install the recorder before anything
+    // records, and start the trace writer.
+    crate::observability::prometheus();
+    services.trace = Some(purser_query_api::trace::TraceLog::start(
+        services.pool.clone(),
+    ));
+    if !migrations_applied(&services.pool).await? {
+        return Err(anyhow!(
+            "the database at {} is not migrated to this version; run `purser migrate` first",
+            config.database_display()
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot listen on {} (PURSER_HTTP_ADDR): {e}",
+                config.http_addr
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+
+    if role.runs_projectors() {
+        let projector = services.projector();
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            projector.run(stop).await;
+            Ok(())
+        }));
+    }
+
+    if role.runs_command_side() {
+        let signer = services.license_signer()?;
+        let projector = services.command_projector();
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            projector.run(stop).await;
+            Ok(())
+        }));
+        let executor = Arc::new(
+            ActionExecutor::new(
+                services.bus.clone(),
+                services.gateway.clone(),
+                signer,
+                RetryPolicy {
+                    max_charge_attempts: services.config.charge_attempts,
+                    base_backoff: services.config.retry_base,
+                    ..RetryPolicy::default()
+                },
+            )
+            .with_trace(services.trace.clone().expect("started above")),
+        );
+        let dispatcher = Dispatcher::new(
+            services.pool.clone(),
+            executor,
+            services.checkpoints.subscribe(),
+            DispatcherOptions {
+                lease: services.config.outbox_lease,
+                ..DispatcherOptions::default()
+            },
+        );
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            dispatcher.run(stop).await;
+            Ok(())
+        }));
+        // Tamper evidence: seal the committed log in blocks (Postgres only). The sealer only
+        // reads events and inserts seals, so appends never wait for it.
+        if services.config.event_store == StoreKind::Postgres {
+            let sealer = crate::audit::Sealer::new(services.pool.clone(), Default::default());
+            let stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                sealer.run(stop).await;
+                Ok(())
+            }));
+        }
+        let cart_idle = chrono::Duration::from_std(services.config.cart_idle)
+            .unwrap_or(chrono::Duration::days(7));
+        let deadlines = DeadlineWorker::new(
+            services.pool.clone(),
+            services.bus.clone(),
+            cart_idle,
+            services.checkpoints.subscribe(),
+        );
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            deadlines.run(stop).await;
+            Ok(())
+        }));
+        let notifications = NotificationWorker::new(
+            services.pool.clone(),
+            services.bus.clone(),
+            services.config.notifications.clone(),
+            services.checkpoints.subscribe(),
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            notifications.run(stop).await;
+            Ok(())
+        }));
+    }
+    if services.config.jwt_secret_is_ephemeral {
+        tracing::warn!(
+            "PURSER_JWT_SECRET is not set: tokens are signed with a random key and stop working when this process restarts"
+        );
+    }
+
+    let sampler = crate::observability::sample_gauges(
+        services.pool.clone(),
+        role.runs_command_side(),
+        Duration::from_secs(5),
+        shutdown.clone(),
+    );
+    tasks.push(tokio::spawn(async move {
+        sampler.await;
+        Ok(())
+    }));
+
+    let state = HttpState {
+        schema: services.schema(),
+        pool: services.pool.clone(),
+        store: services.store.clone(),
+        tokens: services.tokens.clone(),
+        bus: services.bus.clone(),
+        stripe_webhook_secret: match &services.config.payment_gateway {
+            purser_command_api::gateway::GatewayConfig::Stripe(c) => {
+                Some(c.webhook_secret.expose().to_owned())
+            }
+            purser_command_api::gateway::GatewayConfig::Simulated(_) => None,
+        },
+    };
+    let app = router(state);
+    let stop = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context("the HTTP server failed")
+    }));
+    tracing::info!(%addr, ?role, event_store = services.store.kind(), "purser is serving");
+    Ok(Running {
+        addr,
+        services,
+        shutdown,
+        tasks,
+    })
+}
+
+/// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
+pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
+    let running = start(config, role).await?;
+    let token = running.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining requests and finishing projection batches");
+        token.cancel();
+    });
+    running.wait().await
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// See [`Services::license_signer`]. With `PURSER_LICENSE_SIGNING_KEY_FILE` set to an empty
+/// string and no key, there is no signer: signed licenses then fail and their orders are
+/// refunded and cancelled.
+pub fn load_license_signer(config: &Config) -> anyhow::Result<Option<LicenseSigner>> {
+    if let Some(seed) = &config.license_signing_key {
+        return LicenseSigner::from_base64(seed.expose())
+            .map(Some)
+            .map_err(|e| anyhow!("PURSER_LICENSE_SIGNING_KEY is not usable: {e}"));
+    }
+    let Some(path) = &config.license_key_file else {
+        tracing::warn!(
+            "no license signing key: orders for signed licenses will be refunded and cancelled"
+        );
+        return Ok(None);
+    };
+    match std::fs::read_to_string(path) {
+        Ok(seed) => LicenseSigner::from_base64(&seed).map(Some).map_err(|e| {
+            anyhow!(
+                "the license signing key in {} is not usable: {e}",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (signer, seed) = LicenseSigner::generate();
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    anyhow!(
+                        "cannot create {} for the license signing key: {e}",
+                        dir.display()
+                    )
+                })?;
+            }
+            write_secret_file(path, &seed).map_err(|e| {
+                anyhow!(
+                    "cannot write the license signing key to {}: {e}",
+                    path.display()
+                )
+            })?;
+            tracing::warn!(
+                file = %path.display(),
+                public_key = %signer.public_key_base64(),
+                "generated a license signing key; set PURSER_LICENSE_SIGNING_KEY in production"
+            );
+            Ok(Some(signer))
+        }
+        Err(e) => Err(anyhow!(
+            "cannot read the license signing key from {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+fn write_secret_file(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(contents.as_bytes())
+}

@@ -1,0 +1,305 @@
+//! The command line.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::app::{self, Role};
+use crate::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "purser",
+    version,
+    about = "Purser: an event-sourced CQRS commerce backend",
+    after_help = "Configuration comes from the environment: DATABASE_URL, PURSER_EVENT_STORE \
+                  (postgres | kurrentdb), KURRENTDB_URL, PURSER_HTTP_ADDR, PURSER_LOG. See the README."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Action,
+}
+
+#[derive(Subcommand, Debug)]
+enum Action {
+    /// Run everything in one process: command side, projectors and the GraphQL API.
+    Serve,
+    /// Run the command side: GraphQL (mutations and queries), process managers and deadlines.
+    CommandApi,
+    /// Run the projectors that keep the read models current, or rebuild one.
+    Projector {
+        /// Empty one projection's read model and rebuild it from position zero, then exit.
+        #[arg(long, value_name = "NAME")]
+        rebuild: Option<String>,
+        /// List the projections and exit.
+        #[arg(long)]
+        list: bool,
+    },
+    /// Serve GraphQL queries and subscriptions only.
+    QueryApi,
+    /// Apply database migrations (event store and read models).
+    Migrate,
+    /// Load demo data through the real command path (safe to run again): a catalog, demo
+    /// staff accounts, and once, weeks of customer and order history.
+    Seed {
+        /// How many products the demo catalog has.
+        #[arg(long, default_value_t = 300)]
+        products: usize,
+        /// How many customers the history has.
+        #[arg(long, default_value_t = 250)]
+        customers: usize,
+        /// How many historical orders (0: none).
+        #[arg(long, default_value_t = 2000)]
+        orders: usize,
+        /// How many days back the history goes.
+        #[arg(long, default_value_t = 42)]
+        days: i64,
+    },
+    /// Show each projection's position, lag and health.
+    Status,
+    /// Auditors: export or import the event log, verify its hash chains and seals.
+    Audit {
+        #[command(subcommand)]
+        action: crate::audit::cli::AuditAction,
+    },
+    /// Benchmark against raw SQL and cqrs-es on fresh databases (created on the server of
+    /// DATABASE_URL, dropped after) and print the table.
+    Bench {
+        /// The big sizes (a 1M-event log; about five minutes) instead of the quick ones.
+        #[arg(long)]
+        full: bool,
+        /// Also write the rows as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
+        /// Run only these rows (1 to 8).
+        #[arg(long, value_name = "ROW", num_args = 1..)]
+        only: Vec<u8>,
+    },
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Signed license keys: verify one offline, show the public key, make a key pair.
+    License {
+        #[command(subcommand)]
+        action: LicenseAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LicenseAction {
+    /// Check a license key's signature offline and print what it grants.
+    Verify {
+        /// The license key (PSR1.…).
+        key: String,
+        /// The base64 Ed25519 public key; defaults to PURSER_LICENSE_PUBLIC_KEY, then to the
+        /// public half of the configured signing key.
+        #[arg(long, env = "PURSER_LICENSE_PUBLIC_KEY")]
+        public_key: Option<String>,
+    },
+    /// Print the public key that verifies this installation's licenses.
+    PublicKey,
+    /// Generate a new signing key (for PURSER_LICENSE_SIGNING_KEY) and print both halves.
+    Keygen,
+}
+
+#[derive(Subcommand, Debug)]
+enum UserAction {
+    /// Create an account (or keep an existing one) and grant it roles.
+    Add {
+        #[arg(long)]
+        email: String,
+        /// The password; read from PURSER_USER_PASSWORD when omitted, so it stays out of
+        /// shell history.
+        #[arg(long, env = "PURSER_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Roles to grant: admin, analyst, auditor (repeatable).
+        #[arg(long = "role", value_parser = parse_role)]
+        roles: Vec<purser_domain::customer::Role>,
+    },
+}
+
+fn parse_role(s: &str) -> Result<purser_domain::customer::Role, String> {
+    use purser_domain::customer::Role;
+    match s.trim().to_ascii_lowercase().as_str() {
+        "admin" => Ok(Role::Admin),
+        "analyst" => Ok(Role::Analyst),
+        "auditor" => Ok(Role::Auditor),
+        "customer" => Ok(Role::Customer),
+        other => Err(format!(
+            "unknown role {other:?}: use admin, analyst, auditor or customer"
+        )),
+    }
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::from_env()?;
+    crate::telemetry::init(&config.log_filter, config.log_json);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(dispatch(cli.command, config))
+}
+
+async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
+    match command {
+        Action::Serve => app::serve(config, Role::All).await,
+        Action::CommandApi => app::serve(config, Role::CommandApi).await,
+        Action::QueryApi => app::serve(config, Role::QueryApi).await,
+        Action::Projector { list: true, .. } => {
+            for p in app::projections() {
+                println!("{}", p.name());
+            }
+            Ok(())
+        }
+        Action::Projector {
+            rebuild: Some(name),
+            ..
+        } => {
+            let services = app::connect(&config).await?;
+            let projector = services.projector();
+            if !projector.names().contains(&name.as_str()) {
+                anyhow::bail!(
+                    "there is no projection named {name:?}; `purser projector --list` lists them"
+                );
+            }
+            match projector.rebuild(&name).await? {
+                purser_projections::RebuildOutcome::Rebuilt { events } => {
+                    println!("rebuilt {name} from position zero: {events} events applied");
+                }
+                purser_projections::RebuildOutcome::HandedOver { owner } => println!(
+                    "reset {name}; the projector running it ({}) is rebuilding it now",
+                    owner.as_deref().unwrap_or("another process")
+                ),
+            }
+            Ok(())
+        }
+        Action::Projector { .. } => app::serve(config, Role::Projector).await,
+        Action::Migrate => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .acquire_timeout(std::time::Duration::from_secs(5))
+                .connect_with(config.pg_options())
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot connect to the database at {}: {e}",
+                        config.database_display()
+                    )
+                })?;
+            app::migrate(&pool).await?;
+            println!("database at {} is migrated", config.database_display());
+            Ok(())
+        }
+        Action::Seed {
+            products,
+            customers,
+            orders,
+            days,
+        } => {
+            if products == 0 || days < 1 {
+                anyhow::bail!("--products and --days must be at least 1");
+            }
+            let services = app::connect(&config).await?;
+            let history = crate::seed::HistoryOptions {
+                customers: customers.max(1),
+                orders,
+                days,
+            };
+            let report =
+                crate::seed::seed_all(&services, crate::seed::SeedOptions { products, history })
+                    .await?;
+            println!("{report}");
+            Ok(())
+        }
+        Action::User {
+            action:
+                UserAction::Add {
+                    email,
+                    password,
+                    name,
+                    roles,
+                },
+        } => {
+            let services = app::connect(&config).await?;
+            let created =
+                crate::users::ensure_user(&services, &email, &password, &name, &roles).await?;
+            println!("{} {email}", if created { "created" } else { "updated" });
+            Ok(())
+        }
+        Action::License { action } => license(action, &config),
+        Action::Audit { action } => crate::audit::cli::run(action, &config).await,
+        Action::Bench { full, json, only } => purser_bench::run(purser_bench::Options::from_cli(
+            config.database_url.expose(),
+            full,
+            json,
+            only,
+        ))
+        .await
+        .map(|_| ()),
+        Action::Status => {
+            let services = app::connect(&config).await?;
+            let rows = services.checkpoints.all().await?;
+            println!(
+                "{:<24} {:<28} {:>12} {:>10} {:>10}  STATUS",
+                "PROJECTION", "POSITION", "APPLIED", "LAG", "LAG (s)"
+            );
+            for r in rows {
+                println!(
+                    "{:<24} {:<28} {:>12} {:>10} {:>10.1}  {}",
+                    r.name,
+                    r.position.to_string(),
+                    r.events_applied,
+                    r.lag_events,
+                    r.lag_seconds,
+                    r.status
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn license(action: LicenseAction, config: &Config) -> anyhow::Result<()> {
+    use purser_command_api::licensing::{self, LicenseSigner};
+    let configured_public_key = || -> anyhow::Result<String> {
+        match app::load_license_signer(config)? {
+            Some(signer) => Ok(signer.public_key_base64()),
+            None => anyhow::bail!("no signing key is configured; pass --public-key"),
+        }
+    };
+    match action {
+        LicenseAction::Verify { key, public_key } => {
+            let public_key = match public_key {
+                Some(p) => p,
+                None => configured_public_key()?,
+            };
+            let claims = licensing::verify(&key, &public_key)
+                .map_err(|e| anyhow::anyhow!("invalid license key: {e}"))?;
+            println!("valid license key");
+            for field in ["license_id", "sku", "customer_id", "seats", "expires_at"] {
+                let value = &claims[field];
+                let shown = value
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| value.to_string());
+                println!("  {field:<12} {shown}");
+            }
+            Ok(())
+        }
+        LicenseAction::PublicKey => {
+            println!("{}", configured_public_key()?);
+            Ok(())
+        }
+        LicenseAction::Keygen => {
+            let (signer, seed) = LicenseSigner::generate();
+            println!("PURSER_LICENSE_SIGNING_KEY={seed}");
+            println!("PURSER_LICENSE_PUBLIC_KEY={}", signer.public_key_base64());
+            Ok(())
+        }
+    }
+}

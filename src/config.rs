@@ -1,0 +1,345 @@
+//! Configuration from the environment, with defaults that work out of the box.
+//!
+//! Every problem is reported as one sentence naming the variable and what it should look
+//! like; secrets are never echoed back.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://purser:purser@127.0.0.1:5432/purser";
+pub const DEFAULT_KURRENTDB_URL: &str = "kurrentdb://127.0.0.1:2113?tls=false";
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Postgres,
+    KurrentDb,
+}
+
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoreKind::Postgres => "postgres",
+            StoreKind::KurrentDb => "kurrentdb",
+        })
+    }
+}
+
+/// A string that must not be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Read models, and the event store when it is Postgres.
+    pub database_url: Secret,
+    /// Optional replica that queries read from.
+    pub database_read_url: Option<Secret>,
+    pub event_store: StoreKind,
+    pub kurrentdb_url: Secret,
+    pub http_addr: SocketAddr,
+    pub db_pool_size: u32,
+    /// How long a query with `minPosition` waits for the read models.
+    pub consistency_timeout: Duration,
+    pub log_filter: String,
+    pub log_json: bool,
+    /// The most events a projector applies in one transaction.
+    pub projector_batch: usize,
+    /// Signs bearer tokens. From `PURSER_JWT_SECRET`; a random one per process otherwise.
+    pub jwt_secret: Secret,
+    pub jwt_secret_is_ephemeral: bool,
+    pub token_ttl: Duration,
+    /// Ed25519 seed (base64) for signed license keys; see `license_key_file`.
+    pub license_signing_key: Option<Secret>,
+    /// Where the signing key lives when `PURSER_LICENSE_SIGNING_KEY` is unset (None: nowhere).
+    pub license_key_file: Option<std::path::PathBuf>,
+    pub payment_gateway: purser_command_api::gateway::GatewayConfig,
+    /// SMTP and retry settings of email notifications (`PURSER_SMTP_*`, `PURSER_NOTIFY_*`).
+    pub notifications: purser_command_api::notifications::NotificationConfig,
+    /// How long a reservation holds stock before it is released.
+    pub reservation_ttl: Duration,
+    /// How long a cart may sit idle before it is abandoned.
+    pub cart_idle: Duration,
+    /// Gateway timeouts tolerated per charge before the payment fails.
+    pub charge_attempts: u32,
+    /// First retry delay of process-manager commands; doubles per attempt up to a minute.
+    pub retry_base: Duration,
+    /// How long a dispatcher's claim on an outbox command lasts; after a crash, commands
+    /// the dead process was sending are sent again once it expires.
+    pub outbox_lease: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        check_pg_url("DATABASE_URL", &database_url)?;
+        let database_read_url = get("DATABASE_READ_URL").filter(|s| !s.is_empty());
+        if let Some(u) = &database_read_url {
+            check_pg_url("DATABASE_READ_URL", u)?;
+        }
+        let event_store = match get("PURSER_EVENT_STORE").as_deref().map(str::trim) {
+            None | Some("") | Some("postgres") => StoreKind::Postgres,
+            Some("kurrentdb") | Some("kurrent") => StoreKind::KurrentDb,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "PURSER_EVENT_STORE must be `postgres` or `kurrentdb`, not {:?}",
+                    other.chars().take(40).collect::<String>()
+                )));
+            }
+        };
+        let kurrentdb_url = get("KURRENTDB_URL").unwrap_or_else(|| DEFAULT_KURRENTDB_URL.into());
+        if event_store == StoreKind::KurrentDb {
+            purser_event_store::kurrent::check_url(&kurrentdb_url).map_err(|e| {
+                ConfigError(format!(
+                    "KURRENTDB_URL is not a KurrentDB connection string (like {DEFAULT_KURRENTDB_URL}): {e}"
+                ))
+            })?;
+        }
+        let http_raw = get("PURSER_HTTP_ADDR").unwrap_or_else(|| DEFAULT_HTTP_ADDR.into());
+        let http_addr = http_raw.trim().parse::<SocketAddr>().map_err(|_| {
+            ConfigError(format!(
+                "PURSER_HTTP_ADDR must be an address and port like {DEFAULT_HTTP_ADDR}, not {:?}",
+                http_raw.chars().take(60).collect::<String>()
+            ))
+        })?;
+        let db_pool_size = number(&get, "PURSER_DB_POOL_SIZE", 16, 1, 1000)? as u32;
+        let consistency_ms = number(&get, "PURSER_CONSISTENCY_TIMEOUT_MS", 5000, 0, 600_000)?;
+        let projector_batch = number(&get, "PURSER_PROJECTOR_BATCH", 500, 1, 100_000)? as usize;
+        let (jwt_secret, jwt_secret_is_ephemeral) = match get("PURSER_JWT_SECRET") {
+            Some(s) if s.len() >= 32 => (Secret::new(s), false),
+            Some(_) => {
+                return Err(ConfigError(
+                    "PURSER_JWT_SECRET must be at least 32 characters long".into(),
+                ));
+            }
+            None => {
+                let random: [u8; 32] = rand::random();
+                (
+                    Secret::new(
+                        random
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<String>(),
+                    ),
+                    true,
+                )
+            }
+        };
+        let token_ttl = Duration::from_secs(number(
+            &get,
+            "PURSER_JWT_TTL_SECS",
+            12 * 3600,
+            60,
+            90 * 86_400,
+        )?);
+        let license_signing_key = get("PURSER_LICENSE_SIGNING_KEY")
+            .filter(|s| !s.trim().is_empty())
+            .map(Secret::new);
+        let license_key_file = match get("PURSER_LICENSE_SIGNING_KEY_FILE") {
+            None => Some(".purser/license-signing.key".into()),
+            Some(p) if p.trim().is_empty() => None,
+            Some(p) => Some(p.into()),
+        };
+        let payment_gateway = purser_command_api::gateway::GatewayConfig::from_lookup(&get)
+            .map_err(|e| ConfigError(e.0.trim_end_matches('.').to_owned()))?;
+        let notifications =
+            purser_command_api::notifications::NotificationConfig::from_lookup(&get)
+                .map_err(|e| ConfigError(e.0.trim_end_matches('.').to_owned()))?;
+        let reservation_ttl = Duration::from_secs(number(
+            &get,
+            "PURSER_RESERVATION_TTL_SECS",
+            600,
+            1,
+            7 * 86_400,
+        )?);
+        let cart_idle = Duration::from_secs(number(
+            &get,
+            "PURSER_CART_IDLE_SECS",
+            7 * 86_400,
+            1,
+            365 * 86_400,
+        )?);
+        let charge_attempts = number(&get, "PURSER_CHARGE_ATTEMPTS", 5, 1, 100)? as u32;
+        let retry_base =
+            Duration::from_millis(number(&get, "PURSER_RETRY_BASE_MS", 500, 1, 60_000)?);
+        let outbox_lease =
+            Duration::from_secs(number(&get, "PURSER_OUTBOX_LEASE_SECS", 30, 1, 3600)?);
+        Ok(Config {
+            database_url: Secret::new(database_url),
+            database_read_url: database_read_url.map(Secret::new),
+            event_store,
+            kurrentdb_url: Secret::new(kurrentdb_url),
+            http_addr,
+            db_pool_size,
+            consistency_timeout: Duration::from_millis(consistency_ms),
+            log_filter: get("PURSER_LOG").unwrap_or_else(|| "info,sqlx=warn".into()),
+            log_json: get("PURSER_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
+            projector_batch,
+            jwt_secret,
+            jwt_secret_is_ephemeral,
+            token_ttl,
+            license_signing_key,
+            license_key_file,
+            payment_gateway,
+            notifications,
+            reservation_ttl,
+            cart_idle,
+            charge_attempts,
+            retry_base,
+            outbox_lease,
+        })
+    }
+
+    pub fn pg_options(&self) -> PgConnectOptions {
+        self.database_url
+            .expose()
+            .parse()
+            .expect("checked when the config was read")
+    }
+
+    pub fn pg_read_options(&self) -> Option<PgConnectOptions> {
+        self.database_read_url
+            .as_ref()
+            .map(|u| u.expose().parse().expect("checked when read"))
+    }
+
+    /// The database URL with its password masked, for messages.
+    pub fn database_display(&self) -> String {
+        redact_url(self.database_url.expose())
+    }
+}
+
+fn check_pg_url(var: &str, url: &str) -> Result<(), ConfigError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(ConfigError(format!(
+            "{var} must be a Postgres URL like {DEFAULT_DATABASE_URL}, not {:?}",
+            redact_url(url)
+        )));
+    }
+    url.parse::<PgConnectOptions>().map(|_| ()).map_err(|e| {
+        ConfigError(format!(
+            "{var} is not a valid Postgres URL ({})",
+            redact_url(url) + ": " + &first_line(&e.to_string())
+        ))
+    })
+}
+
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "{var} must be a whole number from {min} to {max}, not {raw:?}"
+                ))
+            }),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Masks the password in a URL: `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.chars().take(80).collect();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}")
+            } else {
+                format!("{scheme}://{user}@{host}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_work_out_of_the_box() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.event_store, StoreKind::Postgres);
+        assert_eq!(c.http_addr.to_string(), DEFAULT_HTTP_ADDR);
+        assert_eq!(
+            c.database_display(),
+            "postgres://purser:***@127.0.0.1:5432/purser"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_one_clear_sentence() {
+        let e = with(&[("PURSER_EVENT_STORE", "mongo")]).unwrap_err().0;
+        assert!(e.contains("PURSER_EVENT_STORE must be"), "{e}");
+        let e = with(&[("PURSER_HTTP_ADDR", "localhost")]).unwrap_err().0;
+        assert!(e.contains("PURSER_HTTP_ADDR must be"), "{e}");
+        let e = with(&[("DATABASE_URL", "mysql://root:hunter2@db/x")])
+            .unwrap_err()
+            .0;
+        assert!(e.contains("DATABASE_URL must be a Postgres URL"), "{e}");
+        assert!(!e.contains("hunter2"), "the password leaked: {e}");
+        let e = with(&[("PURSER_DB_POOL_SIZE", "0")]).unwrap_err().0;
+        assert!(e.contains("PURSER_DB_POOL_SIZE"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = with(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

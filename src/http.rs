@@ -1,0 +1,563 @@
+//! HTTP: health, readiness, and GraphQL over HTTP.
+//!
+//! GraphQL over HTTP follows the GraphQL-over-HTTP spec: POST with `application/json`; GET for
+//! queries only (a mutation over GET is 405); the response is `application/graphql-response+json`
+//! when the client accepts it (then a request that cannot be executed at all is a 400) and
+//! `application/json` otherwise (always 200). Every error body is JSON with a code; nothing here
+//! panics or answers 500 for bad input.
+
+use std::sync::Arc;
+
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use purser_command_api::CommandContext;
+use purser_event_store::EventStore;
+use purser_query_api::auth::{Tokens, Viewer};
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::schema::PurserSchema;
+
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// The most aliased fields one GraphQL document may contain.
+pub const MAX_ALIASES: usize = 30;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub schema: PurserSchema,
+    pub pool: PgPool,
+    pub store: Arc<dyn EventStore>,
+    pub tokens: Tokens,
+    pub bus: purser_command_api::CommandBus,
+    /// Set when the Stripe gateway is configured; the webhook endpoint answers 404 otherwise.
+    pub stripe_webhook_secret: Option<String>,
+}
+
+/// The viewer a request speaks for: anonymous without an `Authorization` header, the token's
+/// customer with a valid bearer token, and a 401 for anything else (expired, forged, wrong
+/// scheme), so a client never silently runs as a guest by mistake.
+fn viewer(state: &HttpState, headers: &HeaderMap) -> Result<Viewer, Box<Response>> {
+    let Some(raw) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Viewer::anonymous());
+    };
+    let unauthorized = |message: &str| {
+        let mut r = error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message);
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        Box::new(r)
+    };
+    let raw = raw
+        .to_str()
+        .map_err(|_| unauthorized("the Authorization header is not valid text"))?;
+    let Some(token) = raw
+        .strip_prefix("Bearer ")
+        .or_else(|| raw.strip_prefix("bearer "))
+    else {
+        return Err(unauthorized("use `Authorization: Bearer <token>`"));
+    };
+    state
+        .tokens
+        .verify(token.trim())
+        .map_err(|e| unauthorized(&e.to_string()))
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphiql", get(graphiql))
+        .route("/webhooks/stripe", axum::routing::post(stripe_webhook))
+        .route("/metrics", get(crate::observability::metrics_endpoint))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(
+            crate::observability::http_metrics,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A JSON error body: `{"errors":[{"message":…,"extensions":{"code":…}}]}`.
+pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = json!({ "errors": [{ "message": message.into(), "extensions": { "code": code } }] });
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "no such endpoint; GraphQL is served at /graphql",
+    )
+}
+
+async fn health() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
+}
+
+/// Ready when the database answers, every migration this build knows is applied, and the
+/// event store answers.
+async fn ready(State(state): State<HttpState>) -> Response {
+    let database = sqlx::query("select 1").execute(&state.pool).await.is_ok();
+    let migrations = crate::app::migrations_applied(&state.pool)
+        .await
+        .unwrap_or(false);
+    let event_store = state.store.head().await.is_ok();
+    let ok = database && migrations && event_store;
+    let body = json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "checks": { "database": database, "migrations": migrations, "event_store": event_store },
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        async_graphql::http::GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("Purser GraphQL")
+            .finish(),
+    )
+}
+
+/// The per-request context commands carry: a correlation id (taken from the
+/// `x-correlation-id` header when it is a UUID) and the trace id of a `traceparent` header.
+fn command_context(headers: &HeaderMap) -> CommandContext {
+    let mut ctx = CommandContext::new("anonymous");
+    if let Some(id) = headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v.trim()).ok())
+    {
+        ctx.correlation_id = id;
+    }
+    ctx.trace_id = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('-').nth(1))
+        .filter(|t| t.len() == 32 && t.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(str::to_owned);
+    ctx
+}
+
+/// Which response media type the client gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MediaType {
+    GraphQlResponseJson,
+    Json,
+}
+
+fn negotiate(headers: &HeaderMap) -> Result<MediaType, Box<Response>> {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.trim().is_empty() {
+        return Ok(MediaType::Json);
+    }
+    let types: Vec<&str> = accept
+        .split(',')
+        .map(|t| t.split(';').next().unwrap_or("").trim())
+        .collect();
+    if types.contains(&"application/graphql-response+json") {
+        Ok(MediaType::GraphQlResponseJson)
+    } else if types
+        .iter()
+        .any(|t| matches!(*t, "application/json" | "application/*" | "*/*"))
+    {
+        Ok(MediaType::Json)
+    } else {
+        Err(Box::new(error_response(
+            StatusCode::NOT_ACCEPTABLE,
+            "NOT_ACCEPTABLE",
+            "this endpoint answers application/graphql-response+json or application/json",
+        )))
+    }
+}
+
+/// What a document is, found before execution.
+struct Shape {
+    operation: Option<OperationType>,
+    aliases: usize,
+}
+
+fn count_aliases(set: &SelectionSet, doc: &ExecutableDocument, depth: usize) -> usize {
+    if depth > 64 {
+        return 0;
+    }
+    set.items
+        .iter()
+        .map(|sel| match &sel.node {
+            Selection::Field(f) => {
+                usize::from(f.node.alias.is_some())
+                    + count_aliases(&f.node.selection_set.node, doc, depth + 1)
+            }
+            Selection::InlineFragment(f) => {
+                count_aliases(&f.node.selection_set.node, doc, depth + 1)
+            }
+            Selection::FragmentSpread(s) => doc
+                .fragments
+                .get(&s.node.fragment_name.node)
+                .map(|f| count_aliases(&f.node.selection_set.node, doc, depth + 1))
+                .unwrap_or(0),
+        })
+        .sum()
+}
+
+fn shape(query: &str, operation_name: Option<&str>) -> Option<Shape> {
+    let doc = async_graphql::parser::parse_query(query).ok()?;
+    let operation = match &doc.operations {
+        DocumentOperations::Single(op) => Some(op.node.ty),
+        DocumentOperations::Multiple(ops) => match operation_name {
+            Some(name) => ops
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, op)| op.node.ty),
+            None => None,
+        },
+    };
+    let mut aliases = 0;
+    for (_, op) in doc.operations.iter() {
+        aliases += count_aliases(&op.node.selection_set.node, &doc, 0);
+    }
+    Some(Shape { operation, aliases })
+}
+
+async fn execute(
+    state: &HttpState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+    media: MediaType,
+) -> Response {
+    if let Some(s) = shape(&request.query, request.operation_name.as_deref())
+        && s.aliases > MAX_ALIASES
+    {
+        return graphql_error(
+            media,
+            "TOO_MANY_ALIASES",
+            format!("a document may use at most {MAX_ALIASES} aliases"),
+        );
+    }
+    let viewer = match viewer(state, headers) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let request = request.data(command_context(headers)).data(viewer);
+    let response = state.schema.execute(request).await;
+    // A request error (it could not be parsed, validated or started) produced no data and
+    // its errors point at no field.
+    let request_error = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    let body = serde_json::to_string(&response)
+        .unwrap_or_else(|_| r#"{"errors":[{"message":"response could not be encoded"}]}"#.into());
+    let (status, content_type) = match media {
+        MediaType::GraphQlResponseJson if request_error => {
+            (StatusCode::BAD_REQUEST, "application/graphql-response+json")
+        }
+        MediaType::GraphQlResponseJson => (StatusCode::OK, "application/graphql-response+json"),
+        MediaType::Json => (StatusCode::OK, "application/json"),
+    };
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+fn graphql_error(media: MediaType, code: &str, message: String) -> Response {
+    let status = if media == MediaType::GraphQlResponseJson {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut r = error_response(status, code, message);
+    if media == MediaType::GraphQlResponseJson {
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/graphql-response+json"),
+        );
+    }
+    r
+}
+
+async fn graphql_post(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+            );
+        }
+        Err(e) => return error_response(e.status(), "BAD_REQUEST", e.body_text()),
+    };
+    let media = match negotiate(&headers) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime != "application/json" && mime != "application/graphql-response+json" {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "send GraphQL requests as application/json",
+        );
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BATCH_NOT_SUPPORTED",
+            "send one operation per request",
+        );
+    }
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                format!("the body is not a GraphQL request in JSON: {e}"),
+            );
+        }
+    };
+    execute(&state, &headers, request, media).await
+}
+
+async fn graphql_get(State(state): State<HttpState>, request: axum::extract::Request) -> Response {
+    use axum::extract::FromRequestParts;
+    let (mut parts, _) = request.into_parts();
+    let upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok());
+    if upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        let Ok(protocol) =
+            async_graphql_axum::GraphQLProtocol::from_request_parts(&mut parts, &state).await
+        else {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "use the graphql-transport-ws (or graphql-ws) WebSocket subprotocol",
+            );
+        };
+        return match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &state)
+            .await
+        {
+            Ok(ws) => websocket(state, protocol, ws),
+            Err(e) => e.into_response(),
+        };
+    }
+    let headers = parts.headers;
+    let method = parts.method;
+    let params: std::collections::HashMap<String, String> =
+        match Query::<std::collections::HashMap<String, String>>::try_from_uri(&parts.uri) {
+            Ok(Query(p)) => p,
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    "the query string is not valid",
+                );
+            }
+        };
+    let media = match negotiate(&headers) {
+        Ok(m) => m,
+        Err(r) => return *r,
+    };
+    let Some(query) = params.get("query") else {
+        // A browser opening /graphql gets GraphiQL.
+        if headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))
+        {
+            return graphiql().await.into_response();
+        }
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "a GET request needs a `query` parameter",
+        );
+    };
+    let mut request = async_graphql::Request::new(query.clone());
+    if let Some(name) = params.get("operationName") {
+        request = request.operation_name(name.clone());
+    }
+    if let Some(vars) = params.get("variables") {
+        match serde_json::from_str::<serde_json::Value>(vars) {
+            Ok(v) => request = request.variables(async_graphql::Variables::from_json(v)),
+            Err(_) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    "`variables` is not JSON",
+                );
+            }
+        }
+    }
+    if let Some(s) = shape(query, request.operation_name.as_deref())
+        && s.operation != Some(OperationType::Query)
+        && s.operation.is_some()
+    {
+        let mut r = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            format!(
+                "only queries may be sent with {method}; use POST (or a WebSocket for subscriptions)"
+            ),
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        return r;
+    }
+    execute(&state, &headers, request, media).await
+}
+
+/// GraphQL over WebSocket (`graphql-transport-ws`, and the older `graphql-ws`), for
+/// subscriptions. The bearer token goes in `connection_init`'s payload as
+/// `{"Authorization": "Bearer <token>"}` (or `{"token": "<token>"}`); a bad one ends the
+/// connection.
+fn websocket(
+    state: HttpState,
+    protocol: async_graphql_axum::GraphQLProtocol,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let schema = state.schema.clone();
+    let tokens = state.tokens.clone();
+    ws.protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            async_graphql_axum::GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let token = payload
+                        .get("Authorization")
+                        .or_else(|| payload.get("authorization"))
+                        .and_then(|v| v.as_str())
+                        .map(|v| {
+                            v.trim_start_matches("Bearer ")
+                                .trim_start_matches("bearer ")
+                                .to_owned()
+                        })
+                        .or_else(|| {
+                            payload
+                                .get("token")
+                                .and_then(|v| v.as_str())
+                                .map(str::to_owned)
+                        });
+                    let viewer = match token {
+                        None => Viewer::anonymous(),
+                        Some(t) => tokens
+                            .verify(&t)
+                            .map_err(|e| async_graphql::Error::new(e.to_string()))?,
+                    };
+                    let mut data = async_graphql::Data::default();
+                    data.insert(viewer);
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+/// Stripe's webhook endpoint. 200 once processed (or deliberately ignored), 400 for a forged,
+/// stale or unreadable delivery (Stripe does not retry those), 503 when we cannot record it
+/// now (Stripe retries).
+async fn stripe_webhook(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    use purser_command_api::webhooks::{WebhookFailure, WebhookOutcome, handle_stripe};
+    let Some(secret) = &state.stripe_webhook_secret else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "the Stripe gateway is not configured",
+        );
+    };
+    let Ok(body) = body else {
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "the webhook body is too large",
+        );
+    };
+    let signature = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match handle_stripe(&state.bus, &body, signature, secret, chrono::Utc::now()).await {
+        Ok(WebhookOutcome::Applied { payment_id }) => {
+            let body = json!({ "received": true, "payment_id": payment_id.to_string() });
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        Ok(WebhookOutcome::Ignored { reason }) => {
+            let body = json!({ "received": true, "ignored": reason });
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        Err(WebhookFailure::Refused(e)) => {
+            tracing::warn!(error = %e, "refused a Stripe webhook");
+            error_response(StatusCode::BAD_REQUEST, "BAD_WEBHOOK", e.to_string())
+        }
+        Err(WebhookFailure::Unavailable(e)) => {
+            tracing::warn!(error = %e, "could not record a Stripe webhook; Stripe will retry");
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "try again later",
+            )
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The `purser` binary as a library: configuration, wiring, HTTP and the CLI, so every part
+//! can be started from tests exactly as the binary starts it.
+
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod observability;
+pub mod schema;
+pub mod seed;
+pub mod telemetry;
+pub mod users;

@@ -1,0 +1,196 @@
+//! Metrics in Prometheus text format at `GET /metrics`, and the instrumentation that only the
+//! binary can do: HTTP and GraphQL request metrics, and gauges sampled from the database.
+//!
+//! Library crates record through the `metrics` facade (commands, projections, process-manager
+//! actions, business counters); this module installs the one recorder per process that turns
+//! all of it into Prometheus text.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::{Response as GqlResponse, ServerResult, Variables};
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use purser_query_api::trace::{TraceKind, TraceLog};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+/// Latency buckets in seconds: from sub-millisecond database-bound work to slow gateways.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The process's Prometheus handle, installed on first use. Several apps in one process (in
+/// tests) share it, as they share the process.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (a test harness); then this handle
+        // renders an empty page rather than failing the process.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// `GET /metrics`.
+pub async fn metrics_endpoint() -> Response {
+    let body = prometheus().render();
+    Response::builder()
+        .header(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )
+        .body(body.into())
+        .expect("a valid response")
+}
+
+/// Request count and latency per route and status.
+pub async fn http_metrics(request: Request, next: Next) -> Response {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::counter!("purser_http_requests_total", "method" => method.clone(), "path" => path.clone(), "status" => status.clone())
+        .increment(1);
+    metrics::histogram!("purser_http_request_duration_seconds", "method" => method, "path" => path)
+        .record(elapsed);
+    if response.status().is_server_error() {
+        metrics::counter!("purser_http_errors_total", "status" => status).increment(1);
+    }
+    response
+}
+
+/// GraphQL metrics per operation (name and type), and a `data_lookup` trace event per query.
+pub struct GraphqlMetrics {
+    pub trace: Option<TraceLog>,
+}
+
+impl ExtensionFactory for GraphqlMetrics {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(GraphqlMetricsExtension {
+            trace: self.trace.clone(),
+            kind: std::sync::Mutex::new("query"),
+        })
+    }
+}
+
+struct GraphqlMetricsExtension {
+    trace: Option<TraceLog>,
+    kind: std::sync::Mutex<&'static str>,
+}
+
+#[async_trait::async_trait]
+impl Extension for GraphqlMetricsExtension {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: async_graphql::extensions::NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        let kind = match doc.operations.iter().next().map(|(_, op)| op.node.ty) {
+            Some(OperationType::Mutation) => "mutation",
+            Some(OperationType::Subscription) => "subscription",
+            _ => "query",
+        };
+        *self.kind.lock().expect("lock") = kind;
+        Ok(doc)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> GqlResponse {
+        let started = Instant::now();
+        let response = next.run(ctx, operation_name).await;
+        let kind = *self.kind.lock().expect("lock");
+        let operation = operation_name
+            .unwrap_or("anonymous")
+            .chars()
+            .take(64)
+            .collect::<String>();
+        let outcome = if response.errors.is_empty() {
+            "ok"
+        } else {
+            "error"
+        };
+        metrics::counter!("purser_graphql_requests_total", "operation" => operation.clone(), "type" => kind, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("purser_graphql_request_duration_seconds", "operation" => operation.clone(), "type" => kind)
+            .record(started.elapsed().as_secs_f64());
+        if kind == "query"
+            && let Some(trace) = &self.trace
+        {
+            let correlation = ctx
+                .data_opt::<purser_command_api::CommandContext>()
+                .map(|c| c.correlation_id);
+            let actor = ctx
+                .data_opt::<purser_query_api::auth::Viewer>()
+                .map(|v| v.actor());
+            let result = match response.errors.first() {
+                None => Ok(()),
+                Some(e) => Err(e.message.clone()),
+            };
+            trace.record(purser_query_api::trace::TraceEvent {
+                kind: TraceKind::DataLookup,
+                outcome: result,
+                correlation_id: correlation,
+                actor,
+                subject: Some(operation),
+                duration: Some(started.elapsed()),
+            });
+        }
+        response
+    }
+}
+
+/// Samples gauges that live in the database or the pool, every `every`, until `stop`.
+pub async fn sample_gauges(
+    pool: PgPool,
+    command_side: bool,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        metrics::gauge!("purser_db_pool_connections", "state" => "open")
+            .set(f64::from(pool.size()));
+        metrics::gauge!("purser_db_pool_connections", "state" => "idle")
+            .set(pool.num_idle() as f64);
+        if command_side {
+            let counts: Result<(i64, i64, i64), sqlx::Error> = sqlx::query_as(
+                "select (select count(*) from purser.outbox),
+                        (select count(*) from purser.deadlines),
+                        (select count(*) from purser.notification_queue)",
+            )
+            .fetch_one(&pool)
+            .await;
+            if let Ok((outbox, deadlines, notifications)) = counts {
+                metrics::gauge!("purser_outbox_backlog").set(outbox as f64);
+                metrics::gauge!("purser_deadlines_pending").set(deadlines as f64);
+                metrics::gauge!("purser_notification_queue_depth").set(notifications as f64);
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! What operators rely on: metrics after real traffic, one request followed through every
+//! event it caused, projectors failing over between processes, and a graceful SIGTERM.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use purser_projections::{Checkpoints, table_checksum};
+use serde_json::json;
+use support::shop::{CARD_DECLINED, CARD_OK, Shop, address};
+use support::{Binary, TEST_JWT_SECRET, purser_command, spawn_app};
+use uuid::Uuid;
+
+/// The value of the first sample of `name` whose labels include all of `labels`.
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .find(|l| labels.iter().all(|lab| l.contains(lab)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_requests_commands_projections_and_business_after_a_checkout() {
+    let mut app = spawn_app().await;
+    let shop = Shop::new(&app).await;
+    shop.product("MET-1", 2_500, 10).await;
+    let ok = shop.order_from(&[("MET-1", 2)], CARD_OK).await;
+    shop.wait_for_status(&ok, &["CONFIRMED"]).await;
+    let failed = shop.order_from(&[("MET-1", 1)], CARD_DECLINED).await;
+    shop.wait_for_status(&failed, &["CANCELLED"]).await;
+    app.settle().await;
+
+    let body = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let at_least = |name: &str, labels: &[&str], min: f64| {
+        let v = sample(&body, name, labels)
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{body}"));
+        assert!(v >= min, "{name} {labels:?} = {v}, expected at least {min}");
+    };
+    at_least(
+        "purser_http_requests_total",
+        &["path=\"/graphql\"", "status=\"200\""],
+        5.0,
+    );
+    at_least(
+        "purser_http_request_duration_seconds_count",
+        &["path=\"/graphql\""],
+        5.0,
+    );
+    at_least("purser_graphql_requests_total", &["type=\"mutation\""], 3.0);
+    at_least(
+        "purser_graphql_request_duration_seconds_count",
+        &["type=\"query\""],
+        1.0,
+    );
+    at_least(
+        "purser_commands_total",
+        &["aggregate=\"order\"", "outcome=\"ok\""],
+        2.0,
+    );
+    at_least(
+        "purser_command_duration_seconds_count",
+        &["aggregate=\"inventory\""],
+        1.0,
+    );
+    at_least(
+        "purser_events_appended_total",
+        &["type=\"OrderPlaced\""],
+        2.0,
+    );
+    at_least(
+        "purser_projection_events_applied_total",
+        &["projection=\"catalog\""],
+        1.0,
+    );
+    at_least(
+        "purser_projection_batch_size_count",
+        &["projection=\"orders\""],
+        1.0,
+    );
+    at_least(
+        "purser_pm_actions_total",
+        &["action=\"charge_payment\"", "outcome=\"done\""],
+        2.0,
+    );
+    at_least("purser_orders_placed_total", &[], 2.0);
+    at_least("purser_orders_total", &["outcome=\"confirmed\""], 1.0);
+    at_least("purser_orders_total", &["outcome=\"cancelled\""], 1.0);
+    at_least("purser_revenue_minor_total", &["currency=\"USD\""], 5_000.0);
+    at_least(
+        "purser_payment_failures_total",
+        &["reason=\"declined\""],
+        1.0,
+    );
+    at_least("purser_db_pool_connections", &["state=\"open\""], 1.0);
+    assert!(
+        body.contains("purser_projection_lag_events"),
+        "lag gauges are exported"
+    );
+    assert!(
+        body.contains("purser_outbox_backlog"),
+        "backlog gauges are exported"
+    );
+    // Latency histograms have buckets.
+    assert!(
+        body.contains("purser_command_duration_seconds_bucket{"),
+        "{body}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_checkout_can_be_followed_by_its_correlation_id_through_every_event() {
+    let mut app = spawn_app().await;
+    let shop = Shop::new(&app).await;
+    shop.product("TRACE-HW", 1_000, 5).await;
+    shop.digital_product("TRACE-SW", 2_000, "SIGNED").await;
+    let cart = shop.cart(&[("TRACE-HW", 1), ("TRACE-SW", 1)]).await;
+    let correlation = Uuid::now_v7();
+    let r: serde_json::Value = app
+        .http
+        .post(app.url("/graphql"))
+        .header("x-correlation-id", correlation.to_string())
+        .json(&json!({
+            "query": "mutation Checkout($i: CartCheckoutInput!) { cartCheckout(input: $i) { orderId userErrors { code } } }",
+            "variables": { "i": { "cartId": cart, "idempotencyKey": "c", "email": "trace@example.com",
+                                  "paymentMethod": CARD_OK, "shippingAddress": address() } } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order = r["data"]["cartCheckout"]["orderId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    shop.wait_for_status(&order, &["CONFIRMED"]).await;
+    app.settle().await;
+
+    let pool = &app.services().pool;
+    let rows: Vec<(Uuid, String, String, serde_json::Value)> = sqlx::query_as(
+        "select event_id, stream_name, event_type, metadata from es.events
+         where metadata->>'correlation_id' = $1 order by transaction_id, global_position",
+    )
+    .bind(correlation.to_string())
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let types: HashSet<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    for expected in [
+        "CartCheckedOut",
+        "OrderPlaced",
+        "StockReserved",
+        "AccountProvisioned",
+        "PaymentIntentCreated",
+        "PaymentCaptured",
+        "ReservationConfirmed",
+        "OrderPaid",
+        "OrderConfirmed",
+        "LicenseIssued",
+        "LicenseAttached",
+        "OrderLicenseAttached",
+        "OrderFulfilled",
+        "NotificationQueued",
+    ] {
+        assert!(
+            types.contains(expected),
+            "{expected} does not carry the request's correlation id: {types:?}"
+        );
+    }
+    // Every event caused by another names an event of the same request as its cause.
+    let ids: HashSet<Uuid> = rows.iter().map(|r| r.0).collect();
+    for (_, stream, event_type, metadata) in &rows {
+        if let Some(cause) = metadata["causation_id"].as_str() {
+            let cause: Uuid = cause.parse().unwrap();
+            assert!(
+                ids.contains(&cause),
+                "{event_type} in {stream} was caused by {cause}, outside the request"
+            );
+        }
+    }
+    // The operator's trace has the same request's order creation, payment and fulfilment.
+    let kinds: Vec<(String, String)> =
+        sqlx::query_as("select kind, status from purser.trace_events where correlation_id = $1")
+            .bind(correlation)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    for kind in ["order_creation", "payment_processing", "fulfilment"] {
+        assert!(
+            kinds.iter().any(|(k, s)| k == kind && s == "success"),
+            "no successful {kind} trace: {kinds:?}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_projector_processes_share_the_work_and_fail_over_without_gaps() {
+    let mut app = spawn_app().await;
+    let shop = Shop::new(&app).await;
+    shop.product("FAIL-1", 100, 1).await;
+    // Only the two projector processes run projections from here on.
+    app.stop().await;
+    let pool = app.db.pool().await;
+    let db_url = app.db.url();
+    let spawn = || {
+        let mut cmd = purser_command(&db_url);
+        cmd.env("PURSER_JWT_SECRET", TEST_JWT_SECRET)
+            .arg("projector");
+        Binary::spawn(cmd)
+    };
+    let mut first = spawn();
+    let mut second = spawn();
+
+    let store = purser_event_store::PgEventStore::new(pool.clone());
+    let checkpoints = Checkpoints::new(pool.clone());
+    let receive = |n: i64| {
+        let store = store.clone();
+        async move {
+            use purser_domain::Event;
+            use purser_event_store::EventStore;
+            let sku = purser_domain::Sku::parse("FAIL-1").unwrap();
+            let (t, v, data) = purser_domain::inventory::InventoryEvent::StockReceived {
+                sku: sku.clone(),
+                qty: purser_domain::Quantity::new(n).unwrap(),
+                at: chrono::Utc::now(),
+            }
+            .encode();
+            let e = purser_event_store::NewEvent {
+                id: Uuid::now_v7(),
+                event_type: t.into(),
+                schema_version: v,
+                data,
+                metadata: Default::default(),
+            };
+            let stream = purser_event_store::StreamName::new(sku.inventory_stream()).unwrap();
+            store
+                .append(&stream, purser_event_store::ExpectedVersion::Any, vec![e])
+                .await
+                .unwrap()
+                .last_position
+        }
+    };
+    let names: Vec<String> = purser_projections::all()
+        .iter()
+        .map(|p| p.name().to_owned())
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let last = receive(1).await;
+    assert!(
+        checkpoints
+            .wait_for(&names, last, Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    // Each projection has exactly one owner, and both processes are alive.
+    let owners: HashMap<String, String> = sqlx::query_as::<_, (String, String)>(
+        "select name, owner from purser.projection_checkpoints where owner is not null",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    for name in &names {
+        assert!(owners.contains_key(*name), "{name} has no owner");
+    }
+    // Kill the process that runs the catalog; the other takes over within seconds.
+    let catalog_owner = owners["catalog"].clone();
+    let first_pid = format!(":{}", first.child.id());
+    if catalog_owner.ends_with(&first_pid) {
+        first.kill();
+    } else {
+        second.kill();
+    }
+    let mut expected = 1;
+    for n in 2..=20 {
+        expected += n;
+        receive(n).await;
+    }
+    let last = receive(100).await;
+    expected += 100;
+    let started = std::time::Instant::now();
+    assert!(
+        checkpoints
+            .wait_for(&["catalog"], last, Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "fail-over took {:?}",
+        started.elapsed()
+    );
+    let on_hand: i64 = sqlx::query_scalar("select on_hand from catalog.stock where sku = 'FAIL-1'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(on_hand, expected, "nothing skipped, nothing applied twice");
+    let live = table_checksum(&pool, "catalog.stock").await.unwrap();
+    drop((first, second));
+    let mut cmd = purser_command(&db_url);
+    cmd.args(["projector", "--rebuild", "catalog"]);
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        support::run_with_timeout(cmd, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(table_checksum(&pool, "catalog.stock").await.unwrap(), live);
+}
+
+/// SIGTERM while requests are in flight: every request the server accepted completes, and
+/// every order it accepted is still there (and completes) after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_fails_no_accepted_request_and_loses_no_event() {
+    let mut app = spawn_app().await;
+    let admin = Shop::new(&app).await.admin;
+    {
+        let shop = Shop {
+            app: &app,
+            admin: admin.clone(),
+        };
+        shop.product("TERM-1", 500, 1_000).await;
+    }
+    app.stop().await;
+    let db_url = app.db.url();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let serve = |port: u16| {
+        let mut cmd = purser_command(&db_url);
+        cmd.env("PURSER_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("PURSER_JWT_SECRET", TEST_JWT_SECRET)
+            .arg("serve");
+        Binary::spawn(cmd)
+    };
+    let server = serve(port);
+    app.addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while client
+        .get(format!("http://127.0.0.1:{port}/ready"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Shoppers check out continuously; SIGTERM lands in the middle.
+    let shop = Shop {
+        app: &app,
+        admin: admin.clone(),
+    };
+    let mut carts = Vec::new();
+    for _ in 0..40 {
+        carts.push(shop.cart(&[("TERM-1", 1)]).await);
+    }
+    let pid = server.child.id();
+    let checkouts = carts.iter().enumerate().map(|(i, cart)| {
+        let client = client.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(i as u64 * 5)).await;
+            let r = client
+                .post(format!("http://127.0.0.1:{port}/graphql"))
+                .json(&json!({ "query": "mutation($i: CartCheckoutInput!) { cartCheckout(input: $i) { orderId userErrors { code } } }",
+                               "variables": { "i": { "cartId": cart, "idempotencyKey": "t", "email": "t@example.com",
+                                                     "paymentMethod": CARD_OK, "shippingAddress": address() } } }))
+                .send()
+                .await;
+            match r {
+                // Accepted: it must have succeeded completely.
+                Ok(res) => {
+                    let status = res.status();
+                    let body: serde_json::Value = res.json().await.expect("an accepted request gets a full answer");
+                    assert_eq!(status, 200, "{body}");
+                    assert!(body.get("errors").is_none(), "{body}");
+                    Some(body["data"]["cartCheckout"]["orderId"].as_str().unwrap().to_owned())
+                }
+                // Refused at the door after shutdown began: never accepted, nothing to check.
+                Err(_) => None,
+            }
+        }
+    });
+    let term = async {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+    };
+    let (placed, ()) = tokio::join!(futures::future::join_all(checkouts), term);
+    let accepted: Vec<String> = placed.into_iter().flatten().collect();
+    assert!(
+        !accepted.is_empty(),
+        "some checkouts went through before the shutdown"
+    );
+    // The process exits on its own.
+    let mut server = server;
+    let exit = tokio::task::spawn_blocking(move || server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "a clean exit after SIGTERM, got {exit}");
+
+    // Restart: every accepted order is there and completes.
+    let _again = serve(port);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while client
+        .get(format!("http://127.0.0.1:{port}/ready"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for order in &accepted {
+        shop.wait_for_status(order, &["CONFIRMED"]).await;
+    }
+}
