@@ -45,12 +45,13 @@ pub enum Role {
 }
 
 impl Role {
-    fn runs_projectors(self) -> bool {
+    /// Runs the read-model projectors.
+    pub fn runs_projectors(self) -> bool {
         matches!(self, Role::All | Role::Projector)
     }
 
     /// Process managers, their outbox dispatcher and deadlines.
-    fn runs_command_side(self) -> bool {
+    pub fn runs_command_side(self) -> bool {
         matches!(self, Role::All | Role::CommandApi)
     }
 }

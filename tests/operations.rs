@@ -12,15 +12,16 @@ use support::shop::{CARD_DECLINED, CARD_OK, Shop, address};
 use support::{Binary, TEST_JWT_SECRET, purser_command, spawn_app};
 use uuid::Uuid;
 
-/// The value of the first sample of `name` whose labels include all of `labels`.
+/// The sum of every sample of `name` whose labels include all of `labels` (other labels,
+/// such as the operation name, split a series into several lines), or None if there is none.
 fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
     metrics
         .lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .find(|l| labels.iter().all(|lab| l.contains(lab)))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+        .filter(|l| labels.iter().all(|lab| l.contains(lab)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,9 +148,34 @@ async fn one_checkout_can_be_followed_by_its_correlation_id_through_every_event(
         .unwrap()
         .to_owned();
     shop.wait_for_status(&order, &["CONFIRMED"]).await;
+    // The digital half completes after the physical half is confirmed: wait for the order's
+    // last event of this request (the license-ready mail is queued after it).
+    let pool = &app.services().pool;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let done: bool = sqlx::query_scalar(
+            "select exists (select 1 from es.events
+                            where event_type = 'OrderFulfilled' and metadata->>'correlation_id' = $1)
+                and exists (select 1 from es.events e
+                            where e.event_type = 'NotificationQueued'
+                              and e.data->>'kind' = 'license_ready'
+                              and e.metadata->>'correlation_id' = $1)",
+        )
+        .bind(correlation.to_string())
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the order was not fulfilled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     app.settle().await;
 
-    let pool = &app.services().pool;
     let rows: Vec<(Uuid, String, String, serde_json::Value)> = sqlx::query_as(
         "select event_id, stream_name, event_type, metadata from es.events
          where metadata->>'correlation_id' = $1 order by transaction_id, global_position",
@@ -286,7 +312,8 @@ async fn two_projector_processes_share_the_work_and_fail_over_without_gaps() {
     } else {
         second.kill();
     }
-    let mut expected = 1;
+    // One unit from the product's creation, one from the first receipt above.
+    let mut expected = 2;
     for n in 2..=20 {
         expected += n;
         receive(n).await;

@@ -31,7 +31,7 @@ async fn checksums(pool: &sqlx::PgPool) -> Vec<(String, (i64, String))> {
 async fn run_to_head(projector: &Projector, services: &purser::app::Services) {
     let head = services
         .store
-        .head()
+        .last_committed()
         .await
         .unwrap()
         .map(|h| h.position)

@@ -46,7 +46,7 @@ pub(crate) async fn run(
         let (projector, stop) = (projector.clone(), stop.clone());
         async move { projector.run(stop).await }
     });
-    let head = store.head().await?.context("empty log")?.position;
+    let head = store.last_committed().await?.context("empty log")?.position;
     let names = ["catalog", "orders", "analytics"];
     if !checkpoints
         .wait_for(&names, head, Duration::from_secs(60))

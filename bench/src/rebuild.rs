@@ -59,7 +59,11 @@ pub(crate) async fn run(
             started.elapsed().as_secs_f64()
         ),
     );
-    let head = store.head().await?.context("the log is empty")?.position;
+    let head = store
+        .last_committed()
+        .await?
+        .context("the log is empty")?
+        .position;
     let projections = projections();
     let tables: Vec<&'static str> = projections
         .iter()

@@ -170,7 +170,8 @@ pub(crate) fn number(x: f64) -> String {
     if !x.is_finite() {
         return format!("{x}");
     }
-    if x.abs() >= 1000.0 {
+    // Judge by the rounded value, so 999.6 reads "1,000" rather than "1000".
+    if x.abs().round() >= 1000.0 {
         let n = x.round() as i64;
         let digits = n.unsigned_abs().to_string();
         let mut grouped = String::new();

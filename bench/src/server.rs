@@ -426,7 +426,7 @@ async fn prepare_carts(api: &Api, skus: &[String], n: usize) -> anyhow::Result<V
 /// Waits until every projection of the server has caught up with the log as it is now.
 async fn settle(pool: &PgPool) -> anyhow::Result<()> {
     let store = PgEventStore::new(pool.clone());
-    let Some(head) = store.head().await? else {
+    let Some(head) = store.last_committed().await? else {
         return Ok(());
     };
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -373,8 +373,17 @@ pub trait EventStore: Send + Sync + 'static {
     /// skips an event and delivers each once, in log order.
     fn subscribe(&self, after: Position, filter: EventFilter) -> SubscriptionStream;
 
-    /// The newest event in the log, if any.
+    /// The newest event a subscriber can be given now, if any: a live-only subscription may
+    /// start after it without missing anything. On Postgres this is the last event below the
+    /// commit-visibility horizon, which any open transaction in the cluster holds back.
     async fn head(&self) -> Result<Option<Head>, StoreError>;
+
+    /// The newest committed event, even if subscribers cannot be given it yet. Waiting until a
+    /// checkpoint reaches it means "everything written so far is applied". Never subscribe
+    /// after it: on Postgres an older transaction may still commit below it.
+    async fn last_committed(&self) -> Result<Option<Head>, StoreError> {
+        self.head().await
+    }
 
     /// How many events matching `filter` lie after `after`, counting at most `cap`, and the
     /// recording time of the first of them.
@@ -405,6 +414,34 @@ pub async fn read_stream_to_end(
         if n < PAGE {
             return Ok(out);
         }
+    }
+}
+
+/// Waits until readers can be given everything committed now, and returns that position
+/// (None for an empty log). On Postgres an open transaction anywhere in the cluster holds the
+/// read horizon back, so a one-shot reader (an export, a verification) that read only to the
+/// horizon could end early and silently miss committed events; after this it reads to the
+/// returned position and misses nothing. Fails after `timeout` if the horizon does not move.
+pub async fn committed_snapshot(
+    store: &dyn EventStore,
+    timeout: std::time::Duration,
+) -> Result<Option<Position>, StoreError> {
+    let Some(target) = store.last_committed().await?.map(|h| h.position) else {
+        return Ok(None);
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        if store.head().await?.is_some_and(|h| h.position >= target) {
+            return Ok(Some(target));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StoreError::Unavailable(format!(
+                "an open transaction has held the read horizon below {target} for {timeout:?}"
+            )));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(200));
     }
 }
 

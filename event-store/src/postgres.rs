@@ -180,6 +180,24 @@ impl PgEventStore {
         }
     }
 
+    /// The newest event among those matching `condition` (over `es.events e` and horizon `h`).
+    async fn newest(&self, condition: &str) -> Result<Option<Head>, StoreError> {
+        let sql = format!(
+            "with h as materialized (select pg_snapshot_xmin(pg_current_snapshot()) as xmin)
+             select e.transaction_id::text::bigint as tx, e.global_position, e.recorded_at
+             from es.events e, h where {condition}
+             order by e.transaction_id desc, e.global_position desc limit 1"
+        );
+        let row = sqlx::query(&sql)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_db_error)?;
+        Ok(row.map(|r| Head {
+            position: Position::from_db(r.get("tx"), r.get("global_position")),
+            recorded_at: r.get("recorded_at"),
+        }))
+    }
+
     fn visible(&self) -> &'static str {
         if self.opts.unsafe_ignore_visibility_horizon {
             "true"
@@ -497,21 +515,11 @@ impl EventStore for PgEventStore {
     }
 
     async fn head(&self) -> Result<Option<Head>, StoreError> {
-        let sql = format!(
-            "with h as materialized (select pg_snapshot_xmin(pg_current_snapshot()) as xmin)
-             select e.transaction_id::text::bigint as tx, e.global_position, e.recorded_at
-             from es.events e, h where {}
-             order by e.transaction_id desc, e.global_position desc limit 1",
-            self.visible()
-        );
-        let row = sqlx::query(&sql)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_db_error)?;
-        Ok(row.map(|r| Head {
-            position: Position::from_db(r.get("tx"), r.get("global_position")),
-            recorded_at: r.get("recorded_at"),
-        }))
+        self.newest(self.visible()).await
+    }
+
+    async fn last_committed(&self) -> Result<Option<Head>, StoreError> {
+        self.newest("true").await
     }
 
     async fn backlog(

@@ -375,9 +375,11 @@ impl Projector {
         let Some(mut claim) = Claim::try_acquire(&self.pool, name).await? else {
             return Ok(None);
         };
+        // Everything committed now, even what an older open transaction still holds behind
+        // the horizon: the subscription waits for it rather than stopping short.
         let target = self
             .store
-            .head()
+            .last_committed()
             .await?
             .map(|h| h.position)
             .unwrap_or(Position::START);

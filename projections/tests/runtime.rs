@@ -165,7 +165,7 @@ async fn a_rebuild_from_zero_equals_the_live_model() {
         let (p, s) = (p.clone(), stop.clone());
         async move { p.run(s).await }
     });
-    let head = store.head().await.unwrap().unwrap().position;
+    let head = store.last_committed().await.unwrap().unwrap().position;
     assert!(
         Checkpoints::new(pool.clone())
             .wait_for(&["catalog"], head, Duration::from_secs(20))

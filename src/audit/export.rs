@@ -11,6 +11,7 @@ use std::io::Write;
 use chrono::{DateTime, Utc};
 use purser_event_store::{
     EventFilter, EventStore, Metadata, PgEventStore, Position, RecordedEvent, StreamName,
+    committed_snapshot,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -107,6 +108,9 @@ pub struct ExportSummary {
 /// that a page of big events stays a few megabytes.
 pub const PAGE: usize = 1000;
 
+/// How long an export waits for older transactions to finish before it starts.
+const SNAPSHOT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Writes the selected events to `out`, one JSON object per line, in log order. `hashes` is
 /// the Postgres store when hashes should be included.
 pub async fn export(
@@ -117,6 +121,12 @@ pub async fn export(
     progress: &mut Progress,
 ) -> anyhow::Result<ExportSummary> {
     let store_filter = filter.store_filter()?;
+    // Everything committed when the export starts, and nothing after: a consistent cut.
+    let Some(end) = committed_snapshot(store, SNAPSHOT_WAIT).await? else {
+        out.flush()?;
+        return Ok(ExportSummary::default());
+    };
+    let to = filter.to.map_or(end, |to| to.min(end));
     let mut after = filter.after.unwrap_or(Position::START);
     let mut summary = ExportSummary::default();
     let mut line = Vec::with_capacity(4096);
@@ -135,7 +145,7 @@ pub async fn export(
         let read = page.len() as u64;
         for e in &page {
             // The log is in position order, so the first event past the end ends the export.
-            if filter.to.is_some_and(|to| e.position > to) {
+            if e.position > to {
                 progress.advance(read, &e.position);
                 break 'pages;
             }

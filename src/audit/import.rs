@@ -37,7 +37,7 @@ struct Batch {
 /// Refuses unless the store holds no event at all: an import rebuilds a history, it does not
 /// merge one into another.
 pub async fn ensure_empty(store: &dyn EventStore) -> anyhow::Result<()> {
-    if let Some(head) = store.head().await? {
+    if let Some(head) = store.last_committed().await? {
         anyhow::bail!(
             "the event store is not empty (its newest event is at {}); import only into an empty store",
             head.position

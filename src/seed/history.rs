@@ -154,7 +154,7 @@ pub(super) async fn seed_history(
     let report = write_history(services, catalog_size, opts, signer.as_ref()).await?;
     let head = services
         .store
-        .head()
+        .last_committed()
         .await?
         .map(|h| h.position)
         .unwrap_or(Position::START);

@@ -159,20 +159,19 @@ impl TestApp {
         let s = self.services();
         let head = s
             .store
-            .head()
+            .last_committed()
             .await
             .unwrap()
             .map(|h| h.position)
             .unwrap_or_default();
-        let names: Vec<String> = s
-            .checkpoints
-            .all()
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|c| c.name)
-            .collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        // The projections this process runs (the others would never move).
+        let mut names = Vec::new();
+        if self.role.runs_projectors() {
+            names.extend(s.projector().names());
+        }
+        if self.role.runs_command_side() {
+            names.extend(s.command_projector().names());
+        }
         if !s
             .checkpoints
             .wait_for(&names, head, Duration::from_secs(30))
