@@ -6,6 +6,14 @@ use clap::{Parser, Subcommand};
 use crate::app::{self, Role};
 use crate::config::Config;
 
+/// An error that ends the process with a particular exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ExitWith {
+    pub code: u8,
+    pub message: String,
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "purser",
@@ -60,6 +68,20 @@ enum Action {
     Audit {
         #[command(subcommand)]
         action: crate::audit::cli::AuditAction,
+    },
+    /// Auditors: rebuild every read model from position zero into a scratch database and
+    /// compare it table by table with the live one. Exits 1 when a table differs, 2 when the
+    /// live read models could not be lined up with the replay.
+    Replay {
+        /// Replay into this existing, empty database instead of creating a scratch one.
+        #[arg(long, value_name = "URL")]
+        into: Option<String>,
+        /// Keep the scratch database afterwards, for inspection.
+        #[arg(long)]
+        keep: bool,
+        /// Seconds to wait for the live projections to reach the replay's position.
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        live_wait: u64,
     },
     /// Benchmark against raw SQL and cqrs-es on fresh databases (created on the server of
     /// DATABASE_URL, dropped after) and print the table.
@@ -233,6 +255,46 @@ async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
         }
         Action::License { action } => license(action, &config),
         Action::Audit { action } => crate::audit::cli::run(action, &config).await,
+        Action::Replay {
+            into,
+            keep,
+            live_wait,
+        } => {
+            let into = match into {
+                Some(url) => Some(
+                    url.parse::<sqlx::postgres::PgConnectOptions>()
+                        .map_err(|_| anyhow::anyhow!("--into must be a Postgres URL"))?,
+                ),
+                None => None,
+            };
+            let services = app::connect(&config).await?;
+            let report = crate::audit::replay(
+                &services,
+                &crate::audit::ReplayOptions {
+                    into,
+                    keep,
+                    live_wait: std::time::Duration::from_secs(live_wait),
+                },
+            )
+            .await?;
+            print!("{report}");
+            if !report.not_compared.is_empty() && report.differing() == 0 {
+                return Err(ExitWith {
+                    code: 2,
+                    message: "replay: the live read models could not be lined up with the replay"
+                        .into(),
+                }
+                .into());
+            }
+            if !report.is_equal() {
+                return Err(ExitWith {
+                    code: 1,
+                    message: format!("replay: {} table(s) differ", report.differing()),
+                }
+                .into());
+            }
+            Ok(())
+        }
         Action::Bench { full, json, only } => purser_bench::run(purser_bench::Options::from_cli(
             config.database_url.expose(),
             full,

@@ -8,7 +8,10 @@ fn main() -> ExitCode {
         Err(e) => {
             // One line, the whole cause chain, no backtrace, no panic.
             eprintln!("purser: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<purser::cli::ExitWith>() {
+                Some(exit) => ExitCode::from(exit.code),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

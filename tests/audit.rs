@@ -889,3 +889,72 @@ async fn auditors_read_a_streams_history_and_states_as_of_past_points() {
         "{r}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_from_zero_equals_the_live_read_models_and_names_a_tampered_row() {
+    let mut app = spawn_app().await;
+    seed(&app).await;
+    // Freeze the log (no command side, so no retries append meanwhile) and let the live read
+    // models catch up with it.
+    app.role = Role::Projector;
+    app.restart().await;
+    app.settle().await;
+    let opts = purser::audit::ReplayOptions {
+        live_wait: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let report = purser::audit::replay(app.services(), &opts).await.unwrap();
+    assert!(report.is_equal(), "{report}");
+    assert!(report.tables.len() >= 8, "{report}");
+    assert!(
+        report
+            .tables
+            .iter()
+            .any(|t| t.table == "sales.orders" && t.live_rows == 2),
+        "{report}"
+    );
+
+    // Someone edits a live read-model row behind the projector's back.
+    let pool = app.db.pool().await;
+    sqlx::query("update catalog.stock set on_hand = on_hand + 5 where sku = 'AUD-A'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let report = purser::audit::replay(app.services(), &opts).await.unwrap();
+    assert_eq!(report.differing(), 1, "{report}");
+    let stock = report
+        .tables
+        .iter()
+        .find(|t| t.table == "catalog.stock")
+        .unwrap();
+    assert!(!stock.equal());
+    assert!(
+        stock
+            .first_difference
+            .as_deref()
+            .is_some_and(|d| d.contains("AUD-A")),
+        "{report}"
+    );
+
+    // The binary prints the per-table report and exits 1; no scratch database is left behind.
+    app.stop().await;
+    let mut cmd = purser_command(&app.db.url());
+    cmd.arg("replay");
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run_with_timeout(cmd, Duration::from_secs(120)))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("catalog.stock"), "{stdout}");
+    assert!(stdout.contains("DIFFERS"), "{stdout}");
+    assert!(stdout.contains("first difference: live only:"), "{stdout}");
+    let left: i64 = sqlx::query_scalar("select count(*) from pg_database where datname like $1")
+        .bind(format!(
+            "{}%_replay_%",
+            &app.db.name[..app.db.name.len().min(40)]
+        ))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "scratch databases are dropped");
+}
