@@ -38,6 +38,11 @@ enum Action {
         /// Empty one projection's read model and rebuild it from position zero, then exit.
         #[arg(long, value_name = "NAME")]
         rebuild: Option<String>,
+        /// With --rebuild: build the new version aside while the live tables keep serving,
+        /// then switch in one transaction (zero downtime; needs CREATEDB for a scratch
+        /// database).
+        #[arg(long, requires = "rebuild")]
+        online: bool,
         /// List the projections and exit.
         #[arg(long)]
         list: bool,
@@ -175,6 +180,27 @@ async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
         Action::Projector { list: true, .. } => {
             for p in app::projections() {
                 println!("{}", p.name());
+            }
+            Ok(())
+        }
+        Action::Projector {
+            rebuild: Some(name),
+            online: true,
+            ..
+        } => {
+            let services = app::connect(&config).await?;
+            let Some(projection) = app::projections().into_iter().find(|p| p.name() == name) else {
+                anyhow::bail!(
+                    "there is no projection named {name:?}; `purser projector --list` lists them"
+                );
+            };
+            let done = crate::online_rebuild::rebuild_online(&services, projection).await?;
+            println!(
+                "rebuilt {name} aside ({} events) and switched at {} ({} more events applied in the switch)",
+                done.events_aside, done.position, done.events_at_switch
+            );
+            for (table, rows) in &done.rows {
+                println!("  {table}: {rows} rows");
             }
             Ok(())
         }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod observability;
+pub mod online_rebuild;
 pub mod schema;
 pub mod seed;
 pub mod telemetry;

@@ -958,3 +958,136 @@ async fn a_replay_from_zero_equals_the_live_read_models_and_names_a_tampered_row
         .unwrap();
     assert_eq!(left, 0, "scratch databases are dropped");
 }
+
+/// The catalog projection, changed: it shows product names in capitals.
+struct ShoutingCatalog;
+
+#[async_trait::async_trait]
+impl purser_projections::Projection for ShoutingCatalog {
+    fn name(&self) -> &'static str {
+        "catalog"
+    }
+
+    fn filter(&self) -> purser_event_store::EventFilter {
+        purser_projections::Projection::filter(&purser_projections::catalog::CatalogProjection)
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        purser_projections::Projection::tables(&purser_projections::catalog::CatalogProjection)
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        event: &purser_event_store::RecordedEvent,
+    ) -> Result<(), purser_projections::ProjectionError> {
+        purser_projections::Projection::apply(
+            &purser_projections::catalog::CatalogProjection,
+            tx,
+            event,
+        )
+        .await?;
+        sqlx::query("update catalog.products set name = upper(name) where name <> upper(name)")
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_online_rebuild_switches_once_while_queries_never_fail() {
+    let app = spawn_app().await;
+    let shop = Shop::new(&app).await;
+    for sku in ["ZD-1", "ZD-2", "ZD-3"] {
+        shop.product(sku, 1_000, 5).await;
+    }
+    app.settle().await;
+
+    // A client reads the catalog continuously and records every distinct answer.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reader = tokio::spawn({
+        let (http, url, stop) = (app.http.clone(), app.url("/graphql"), stop.clone());
+        let answered = answered.clone();
+        async move {
+            let mut answers: Vec<Vec<String>> = Vec::new();
+            let (mut queries, mut failures) = (0u64, Vec::new());
+            while !stop.is_cancelled() {
+                queries += 1;
+                let r = http
+                    .post(&url)
+                    .json(&json!({ "query": "{ products(first: 10, sort: NEWEST) { nodes { name } } }" }))
+                    .send()
+                    .await;
+                let body: Value = match r {
+                    Ok(r) if r.status() == 200 => r.json().await.unwrap_or(Value::Null),
+                    Ok(r) => {
+                        failures.push(format!("status {}", r.status()));
+                        continue;
+                    }
+                    Err(e) => {
+                        failures.push(e.to_string());
+                        continue;
+                    }
+                };
+                let Some(nodes) = body["data"]["products"]["nodes"].as_array() else {
+                    failures.push(body.to_string());
+                    continue;
+                };
+                let mut names: Vec<String> = nodes
+                    .iter()
+                    .map(|n| n["name"].as_str().unwrap_or_default().to_owned())
+                    .collect();
+                names.sort();
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if answers.last() != Some(&names) {
+                    answers.push(names);
+                }
+            }
+            (queries, failures, answers)
+        }
+    });
+    // Writers keep going during the rebuild: stock arrives.
+    let writer = async {
+        for _ in 0..5 {
+            shop.receive("ZD-1", 1).await;
+        }
+    };
+    let (rebuilt, ()) = tokio::join!(
+        purser::online_rebuild::rebuild_online(
+            app.services(),
+            std::sync::Arc::new(ShoutingCatalog)
+        ),
+        writer
+    );
+    let rebuilt = rebuilt.expect("online rebuild");
+    assert!(
+        rebuilt.rows.contains(&("catalog.products".to_owned(), 3)),
+        "{rebuilt:?}"
+    );
+    // Let the reader answer a few more times after the switch, then stop it.
+    app.settle().await;
+    let after_switch = answered.load(std::sync::atomic::Ordering::SeqCst);
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < after_switch + 5 {
+        tokio::task::yield_now().await;
+    }
+    stop.cancel();
+    let (queries, failures, answers) = reader.await.unwrap();
+    assert!(queries > 10, "the client kept querying ({queries} queries)");
+    assert!(failures.is_empty(), "failed queries: {failures:?}");
+    let old: Vec<String> = ["Product ZD-1", "Product ZD-2", "Product ZD-3"]
+        .map(String::from)
+        .to_vec();
+    let new: Vec<String> = old.iter().map(|n| n.to_uppercase()).collect();
+    assert_eq!(answers, vec![old, new], "the answer switches once");
+
+    // Nothing was skipped or applied twice across the switch: 5 + 5 units of ZD-1.
+    assert_eq!(shop.stock("ZD-1").await.0, 10);
+    let generation: i64 = sqlx::query_scalar(
+        "select generation from purser.projection_checkpoints where name = 'catalog'",
+    )
+    .fetch_one(&app.services().pool)
+    .await
+    .unwrap();
+    assert_eq!(generation, 1);
+}

@@ -52,8 +52,9 @@ impl Checkpoints {
         self.tick.subscribe()
     }
 
-    /// Called by an in-process projector after it commits.
-    pub(crate) fn bump(&self) {
+    /// Wakes in-process waiters after a checkpoint moved (a projector committed a batch, an
+    /// online rebuild switched).
+    pub fn bump(&self) {
         self.tick.send_modify(|n| *n = n.wrapping_add(1));
     }
 

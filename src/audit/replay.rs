@@ -137,21 +137,26 @@ impl fmt::Display for ReplayReport {
     }
 }
 
-/// A scratch database, dropped on request.
-struct Scratch {
-    name: String,
+/// A scratch database next to the live one, dropped on request.
+pub(crate) struct Scratch {
+    pub(crate) name: String,
     admin: PgConnectOptions,
 }
 
 impl Scratch {
-    async fn create(live: &PgConnectOptions, live_pool: &PgPool) -> anyhow::Result<Scratch> {
+    /// Creates `<live name>_<purpose>_<unix time>` on the live database's server.
+    pub(crate) async fn create(
+        live: &PgConnectOptions,
+        live_pool: &PgPool,
+        purpose: &str,
+    ) -> anyhow::Result<Scratch> {
         let current: String = sqlx::query_scalar("select current_database()")
             .fetch_one(live_pool)
             .await?;
         // Postgres cuts names at 63 bytes; keep the live name recognisable within that.
         let prefix: String = current.chars().take(40).collect();
         let stamp = chrono::Utc::now().timestamp();
-        let name = format!("{prefix}_replay_{stamp}");
+        let name = format!("{prefix}_{purpose}_{stamp}");
         let mut conn = PgConnection::connect_with(live).await?;
         conn.execute(format!(r#"create database "{name}""#).as_str())
             .await
@@ -165,7 +170,12 @@ impl Scratch {
         })
     }
 
-    async fn drop_now(self) -> anyhow::Result<()> {
+    /// Connection options for the scratch database.
+    pub(crate) fn options(&self) -> PgConnectOptions {
+        self.admin.clone().database(&self.name)
+    }
+
+    pub(crate) async fn drop_now(self) -> anyhow::Result<()> {
         let mut conn = PgConnection::connect_with(&self.admin).await?;
         conn.execute(format!(r#"drop database if exists "{}" with (force)"#, self.name).as_str())
             .await?;
@@ -181,8 +191,8 @@ pub async fn replay(services: &Services, opts: &ReplayOptions) -> anyhow::Result
     let (target, scratch) = match &opts.into {
         Some(into) => (into.clone(), None),
         None => {
-            let scratch = Scratch::create(&live_opts, &services.pool).await?;
-            (live_opts.clone().database(&scratch.name), Some(scratch))
+            let scratch = Scratch::create(&live_opts, &services.pool, "replay").await?;
+            (scratch.options(), Some(scratch))
         }
     };
     let result = replay_into(services, &target, opts).await;
