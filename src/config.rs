@@ -219,16 +219,18 @@ impl Config {
     }
 
     pub fn pg_options(&self) -> PgConnectOptions {
-        self.database_url
-            .expose()
-            .parse()
-            .expect("checked when the config was read")
+        public_search_path(
+            self.database_url
+                .expose()
+                .parse()
+                .expect("checked when the config was read"),
+        )
     }
 
     pub fn pg_read_options(&self) -> Option<PgConnectOptions> {
         self.database_read_url
             .as_ref()
-            .map(|u| u.expose().parse().expect("checked when read"))
+            .map(|u| public_search_path(u.expose().parse().expect("checked when read")))
     }
 
     /// The database URL with its password masked, for messages.
@@ -294,6 +296,14 @@ pub fn redact_url(url: &str) -> String {
         }
         None => url.to_owned(),
     }
+}
+
+/// Pins `search_path` to `public`. Every table Purser uses is schema-qualified, except the
+/// migration tool's own `_sqlx_migrations`; with Postgres' default `"$user", public`, a role
+/// named like one of our schemas (`purser`) would make the second `migrate` create and read a
+/// fresh, empty history table in that schema and try to apply everything again.
+pub fn public_search_path(options: PgConnectOptions) -> PgConnectOptions {
+    options.options([("search_path", "public")])
 }
 
 #[cfg(test)]

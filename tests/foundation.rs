@@ -122,6 +122,30 @@ async fn a_port_in_use_or_an_unmigrated_database_is_one_clear_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_runs_again_on_a_migrated_database_as_a_role_named_like_a_schema() {
+    // The test role is `purser`, like the schema `purser` the migrations create: with the
+    // default search_path a second run used to find an empty `purser._sqlx_migrations`.
+    let db = TestDb::new().await;
+    // The URL as a user writes it: no connection options.
+    let url = db.url().split('?').next().unwrap().to_owned();
+    for _ in 0..2 {
+        let mut cmd = purser_command(&url);
+        cmd.env("PURSER_LOG", "off").arg("migrate");
+        let (code, out, err) =
+            tokio::task::spawn_blocking(move || run_with_timeout(cmd, Duration::from_secs(60)))
+                .await
+                .unwrap();
+        assert_eq!(code, Some(0), "{out}{err}");
+    }
+    let stray: Option<String> =
+        sqlx::query_scalar("select to_regclass('purser._sqlx_migrations')::text")
+            .fetch_one(&db.pool().await)
+            .await
+            .unwrap();
+    assert_eq!(stray, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_killed_mid_batch_converges_to_a_rebuild_from_zero() {
     let db = TestDb::new().await;
     let pool = db.pool().await;

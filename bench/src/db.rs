@@ -49,6 +49,8 @@ fn now_secs() -> u64 {
 impl Databases {
     pub(crate) async fn connect(url: &str) -> anyhow::Result<Databases> {
         let base: PgConnectOptions = url.parse().context("DATABASE_URL is not a Postgres URL")?;
+        // As the binary does (see purser's config): the role may be named like a schema.
+        let base = base.options([("search_path", "public")]);
         // sqlx logs every statement at debug and slow ones at warn; under load that floods.
         let base = base.disable_statement_logging();
         let admin = base.clone().database("postgres");

@@ -9,8 +9,9 @@
 #     the replica for good, or the primary keeps WAL forever);
 #   * a pg_hba.conf line letting that role connect for replication from the compose network.
 #
-# Local use only: passwords come from the compose file.
-set -euo pipefail
+# Local use only: passwords come from the compose file. (No `set -u`: the image sources this
+# file instead of running it when it is not executable.)
+set -eo pipefail
 
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
      -v repl_password="${REPLICATION_PASSWORD:-replicator}" <<'SQL'

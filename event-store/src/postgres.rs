@@ -151,6 +151,10 @@ impl PgEventStore {
 
     async fn run_listener(self) {
         loop {
+            // The store's pool was closed (the process or a benchmark is done with it).
+            if self.pool.is_closed() {
+                return;
+            }
             let mut listener = match PgListener::connect_with(&self.pool).await {
                 Ok(l) => l,
                 Err(e) => {
@@ -169,6 +173,7 @@ impl PgEventStore {
             loop {
                 match listener.recv().await {
                     Ok(_) => self.wake.bump(),
+                    Err(_) if self.pool.is_closed() => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "event listener lost its connection");
                         self.wake.bump();
@@ -586,6 +591,10 @@ impl PgEventStore {
             };
             error_backoff = Duration::from_millis(50);
             let full = page.events.len() >= self.opts.batch_size;
+            if !page.events.is_empty() {
+                // Progress: a held-back horizon is moving, so look again soon.
+                held_backoff = Duration::from_millis(2);
+            }
             for event in page.events {
                 position = event.position;
                 if tx

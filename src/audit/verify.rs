@@ -322,6 +322,9 @@ pub async fn verify(
     seal_copy: Option<&mut dyn BufRead>,
     progress: &mut Progress,
 ) -> anyhow::Result<VerifyReport> {
+    // Read to everything committed when verification starts: an open transaction elsewhere
+    // in the cluster would otherwise hold the read horizon back and end the walk early.
+    purser_event_store::committed_snapshot(store, std::time::Duration::from_secs(60)).await?;
     let mut report = VerifyReport::default();
     let last_block: Option<i64> = sqlx::query_scalar("select max(block) from es.seals")
         .fetch_one(pool)

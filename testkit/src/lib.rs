@@ -48,6 +48,8 @@ impl TestDb {
     pub async fn new() -> TestDb {
         init_logging();
         let base: PgConnectOptions = base_url().parse().expect("test database URL parses");
+        // As the binary does (see purser's config): the role may be named like a schema.
+        let base = base.options([("search_path", "public")]);
         let admin_opts = base.clone().database("postgres");
         let mut admin = PgConnection::connect_with(&admin_opts)
             .await
