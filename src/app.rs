@@ -176,7 +176,16 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 }
 
 impl Services {
+    /// The GraphQL schema as a process of `role` serves it (a query-api refuses mutations).
+    pub fn schema_for(&self, role: Role) -> PurserSchema {
+        self.build_schema(role == Role::QueryApi)
+    }
+
     pub fn schema(&self) -> PurserSchema {
+        self.build_schema(false)
+    }
+
+    fn build_schema(&self, read_only: bool) -> PurserSchema {
         let read = ReadContext {
             pool: self.read_pool.clone(),
             checkpoints: self.checkpoints.clone(),
@@ -188,6 +197,7 @@ impl Services {
             self.gateway.clone(),
             self.tokens.clone(),
             self.trace.clone(),
+            read_only,
         )
     }
 
@@ -400,7 +410,7 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
     }));
 
     let state = HttpState {
-        schema: services.schema(),
+        schema: services.schema_for(role),
         pool: services.pool.clone(),
         store: services.store.clone(),
         tokens: services.tokens.clone(),

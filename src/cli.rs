@@ -47,7 +47,7 @@ enum Action {
         #[arg(long)]
         list: bool,
     },
-    /// Serve GraphQL queries and subscriptions only.
+    /// Serve GraphQL queries and subscriptions only (mutations are refused with READ_ONLY).
     QueryApi,
     /// Apply database migrations (event store and read models).
     Migrate,

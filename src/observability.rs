@@ -19,6 +19,9 @@ use purser_query_api::trace::{TraceKind, TraceLog};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+/// Projection batch-size buckets, in events.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+
 /// Latency buckets in seconds: from sub-millisecond database-bound work to slow gateways.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -31,6 +34,12 @@ pub fn prometheus() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets(BUCKETS)
+            .expect("the bucket list is not empty")
+            // Batch sizes are counts of events, not seconds.
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full("purser_projection_batch_size".into()),
+                BATCH_BUCKETS,
+            )
             .expect("the bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();

@@ -52,12 +52,16 @@ pub fn build(
     gateway: Arc<dyn PaymentGateway>,
     tokens: Tokens,
     trace: Option<purser_query_api::trace::TraceLog>,
+    read_only: bool,
 ) -> PurserSchema {
     let feed = OrderFeed::new(bus.store().clone());
     let mut builder =
         with_loaders(builder(), &read.pool).extension(crate::observability::GraphqlMetrics {
             trace: trace.clone(),
         });
+    if read_only {
+        builder = builder.extension(ReadOnly);
+    }
     if let Some(trace) = trace {
         builder = builder.data(trace);
     }
@@ -69,6 +73,46 @@ pub fn build(
         .data(tokens)
         .data(feed)
         .finish()
+}
+
+/// Refuses mutations: a `query-api` process serves queries and subscriptions (possibly from
+/// a read replica); writes go to a `command-api` or `serve` process.
+struct ReadOnly;
+
+impl async_graphql::extensions::ExtensionFactory for ReadOnly {
+    fn create(&self) -> Arc<dyn async_graphql::extensions::Extension> {
+        Arc::new(ReadOnly)
+    }
+}
+
+#[async_trait::async_trait]
+impl async_graphql::extensions::Extension for ReadOnly {
+    async fn parse_query(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        query: &str,
+        variables: &async_graphql::Variables,
+        next: async_graphql::extensions::NextParseQuery<'_>,
+    ) -> async_graphql::ServerResult<async_graphql::parser::types::ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        let mutation = doc
+            .operations
+            .iter()
+            .any(|(_, op)| op.node.ty == async_graphql::parser::types::OperationType::Mutation);
+        if mutation {
+            let mut e = async_graphql::ServerError::new(
+                "this is a query-api process: it serves queries and subscriptions; send mutations to a command-api or serve process",
+                None,
+            );
+            e.extensions = Some({
+                let mut x = async_graphql::ErrorExtensionValues::default();
+                x.set("code", "READ_ONLY");
+                x
+            });
+            return Err(e);
+        }
+        Ok(doc)
+    }
 }
 
 /// The schema in SDL, as checked in at `schema.graphql`.

@@ -491,3 +491,21 @@ fn schema_graphql_is_current() {
         "schema.graphql is stale; regenerate it with `UPDATE_SCHEMA=1 cargo test --test foundation schema_graphql_is_current`"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_api_process_answers_queries_and_refuses_mutations() {
+    let mut app = support::spawn_app_with(purser::app::Role::QueryApi, &[]).await;
+    let r = app
+        .graphql(
+            "mutation { productReactivate(sku: \"X\") { position } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r["errors"][0]["extensions"]["code"], "READ_ONLY", "{r}");
+    assert_eq!(r["data"], serde_json::Value::Null, "{r}");
+    let r = app
+        .graphql("{ products(first: 1) { nodes { sku } } }", json!({}))
+        .await;
+    assert_eq!(r["data"]["products"]["nodes"], json!([]), "{r}");
+    app.stop().await;
+}
