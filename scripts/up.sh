@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings everything up: Postgres (installed and started if none answers), the database, the
-# migrations, the demo catalog, and the GraphQL API on http://127.0.0.1:8080 (Ctrl-C stops it).
+# migrations, the demo data (catalog, staff accounts, order history), and the GraphQL API on
+# http://127.0.0.1:8080 (Ctrl-C stops it). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/postgres.sh
@@ -10,7 +11,7 @@ say "building purser"
 cargo build --bin purser
 say "migrating"
 ./target/debug/purser migrate
-say "loading the demo catalog"
+say "loading the demo data (catalog, staff accounts, order history)"
 ./target/debug/purser seed
 say "serving GraphQL on http://${PURSER_HTTP_ADDR:-127.0.0.1:8080}/graphql (GraphiQL: /graphiql)"
 exec ./target/debug/purser serve
