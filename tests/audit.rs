@@ -276,6 +276,15 @@ async fn an_export_imported_into_an_empty_database_gives_the_same_history_and_re
     app.stop().await;
 }
 
+/// What a forger with the table owner's rights does first: switch off the trigger that
+/// refuses UPDATE and DELETE on the log. (Still caught afterwards by the chain and seals.)
+async fn disable_append_only_guard(pool: &PgPool) {
+    sqlx::query("alter table es.events disable trigger append_only")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 /// Waits until the background sealer has sealed every event.
 async fn wait_until_sealed(pool: &PgPool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -389,6 +398,7 @@ async fn an_event_edited_in_the_database_is_named_at_exactly_its_position() {
         purser_query_api::types::parse_uuid_id("Order", &order).unwrap()
     );
     let at = position_of(&pool, &stream, 0).await;
+    disable_append_only_guard(&pool).await;
     let changed = sqlx::query(
         "update es.events set data = jsonb_set(data, '{lines,0,qty}', '1') where stream_name = $1 and stream_version = 0",
     )
@@ -434,6 +444,7 @@ async fn an_edit_whose_hash_is_recomputed_still_breaks_the_next_event_and_the_se
         .unwrap();
     let stream = stream_with(&pool, "order", 3).await;
     // The forger also recomputes the edited event's own hash.
+    disable_append_only_guard(&pool).await;
     sqlx::query(
         "update es.events e set data = e.data || '{\"forged\": true}',
                 hash = es.event_hash((select p.hash from es.events p where p.stream_name = e.stream_name and p.stream_version = 0),
@@ -478,6 +489,7 @@ async fn an_event_deleted_from_the_middle_of_a_stream_is_noticed() {
         .unwrap();
     let stream = stream_with(&pool, "order", 3).await;
     let after_hole = position_of(&pool, &stream, 2).await;
+    disable_append_only_guard(&pool).await;
     sqlx::query("delete from es.events where stream_name = $1 and stream_version = 1")
         .bind(&stream)
         .execute(&pool)
@@ -530,6 +542,7 @@ async fn the_deleted_last_event_of_a_sealed_stream_is_noticed_by_the_seals() {
     .fetch_one(&pool)
     .await
     .unwrap();
+    disable_append_only_guard(&pool).await;
     sqlx::query("delete from es.events where stream_name = $1 and stream_version = $2")
         .bind(&stream)
         .bind(last)
@@ -572,7 +585,8 @@ async fn a_rewrite_of_events_and_seals_is_caught_only_by_a_copy_of_the_seals_kep
     // A superuser edits an event, recomputes its stream's chain from there on, and reseals
     // everything.
     let stream = stream_with(&pool, "order", 3).await;
-    sqlx::query("update es.events set data = jsonb_set(data, '{lines,0,qty}', '7') where stream_name = $1 and stream_version = 1")
+    disable_append_only_guard(&pool).await;
+    sqlx::query("update es.events set data = data || '{\"forged\": true}' where stream_name = $1 and stream_version = 1")
         .bind(&stream)
         .execute(&pool)
         .await
@@ -1090,4 +1104,38 @@ async fn an_online_rebuild_switches_once_while_queries_never_fail() {
     .await
     .unwrap();
     assert_eq!(generation, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_refuses_to_edit_delete_or_truncate_the_log() {
+    let db = purser_testkit::TestDb::new().await;
+    let pool = db.pool().await;
+    let store = PgEventStore::new(pool.clone());
+    let stream = StreamName::new("thing-1".to_owned()).unwrap();
+    store
+        .append(
+            &stream,
+            purser_event_store::ExpectedVersion::NoStream,
+            vec![purser_event_store::NewEvent {
+                id: uuid::Uuid::now_v7(),
+                event_type: "ThingHappened".into(),
+                schema_version: 1,
+                data: json!({ "n": 1 }),
+                metadata: Default::default(),
+            }],
+        )
+        .await
+        .unwrap();
+    for sql in [
+        "update es.events set data = '{}'",
+        "delete from es.events",
+        "truncate es.events",
+    ] {
+        let err = sqlx::query(sql).execute(&pool).await.unwrap_err();
+        assert!(
+            err.to_string().contains("es.events is append-only"),
+            "{sql}: {err}"
+        );
+    }
+    assert_eq!(count(&pool, "select count(*) from es.events").await, 1);
 }
