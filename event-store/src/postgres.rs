@@ -230,10 +230,13 @@ impl PgEventStore {
         filter: &EventFilter,
     ) -> Result<Page, StoreError> {
         let visible = self.visible();
+        // A scalar bound, not a join with `h`: the index range scan then starts at the horizon
+        // (or at `after`, whichever is later) instead of reading the whole log for one row,
+        // which made every page of a long catch-up cost a sequential scan.
         let held = if self.opts.unsafe_ignore_visibility_horizon {
             "false"
         } else {
-            "e.transaction_id >= h.xmin"
+            "e.transaction_id >= greatest((select xmin from h), $1::text::xid8)"
         };
         let sql = format!(
             r#"
@@ -259,9 +262,12 @@ impl PgEventStore {
             union all
             (select 2, null::bigint, null::bigint, null::uuid, null::text, null::bigint,
                     null::text, null::integer, null::jsonb, null::jsonb, null::timestamptz
-             from es.events e, h
+             from es.events e
              where {held}
-               and (e.transaction_id, e.global_position) > ($1::text::xid8, $2)
+               -- With the bound above, the same as (transaction_id, global_position) > $1/$2,
+               -- but as a filter, so the index scan starts at the horizon.
+               and (e.transaction_id > $1::text::xid8 or e.global_position > $2)
+             order by e.transaction_id, e.global_position
              limit 1)
             "#
         );

@@ -27,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoints::{self, Checkpoints, Mark};
 use crate::{Projection, ProjectionError};
 
+/// The most events a lag measurement counts ("at least this many behind").
+const LAG_COUNT_CAP: u64 = 100_000;
+
 #[derive(Debug, Clone)]
 pub struct ProjectorOptions {
     /// The most events applied in one transaction.
@@ -287,9 +290,11 @@ impl Projector {
         Ok(Some(to))
     }
 
+    /// Records the projection's lag and heartbeat. The lag count stops at [`LAG_COUNT_CAP`]:
+    /// counting a million-event backlog every status interval would cost a rebuild real time.
     async fn report_status(&self, name: &str, filter: &EventFilter, at: Position) {
         let head = self.store.head().await.ok().flatten();
-        let (lag_events, lag_seconds) = match self.store.backlog(at, filter, 1_000_000).await {
+        let (lag_events, lag_seconds) = match self.store.backlog(at, filter, LAG_COUNT_CAP).await {
             Ok((n, oldest)) => {
                 let secs = oldest
                     .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
