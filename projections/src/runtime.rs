@@ -198,7 +198,7 @@ impl Projector {
                         tracing::info!(projection = name, "projection was reset; rebuilding");
                         return Ok(Stop::Restart);
                     }
-                    self.report_status(name, &filter, mark.position).await;
+                    self.report_status(name, &filter, mark.position, true).await;
                     last_report = tokio::time::Instant::now();
                     continue;
                 }
@@ -227,7 +227,8 @@ impl Projector {
             // Having just drained everything that had arrived, say so now rather than at the
             // next status tick, so operators do not see a stale lag.
             if drained && last_report.elapsed() > Duration::from_millis(250) {
-                self.report_status(name, &filter, mark.position).await;
+                self.report_status(name, &filter, mark.position, false)
+                    .await;
                 last_report = tokio::time::Instant::now();
             }
             if until.is_some_and(|t| mark.position >= t) {
@@ -292,9 +293,22 @@ impl Projector {
 
     /// Records the projection's lag and heartbeat. The lag count stops at [`LAG_COUNT_CAP`]:
     /// counting a million-event backlog every status interval would cost a rebuild real time.
-    async fn report_status(&self, name: &str, filter: &EventFilter, at: Position) {
+    ///
+    /// Caught up (at or past the head) is cheap to tell and always reported; counting a
+    /// backlog happens only when `count` is set (the status tick), so a projector that drains
+    /// its channel often during a catch-up does not spend its time counting.
+    async fn report_status(&self, name: &str, filter: &EventFilter, at: Position, count: bool) {
         let head = self.store.head().await.ok().flatten();
-        let (lag_events, lag_seconds) = match self.store.backlog(at, filter, LAG_COUNT_CAP).await {
+        let caught_up = head.as_ref().is_none_or(|h| h.position <= at);
+        if !caught_up && !count {
+            return;
+        }
+        let backlog = if caught_up {
+            Ok((0, None))
+        } else {
+            self.store.backlog(at, filter, LAG_COUNT_CAP).await
+        };
+        let (lag_events, lag_seconds) = match backlog {
             Ok((n, oldest)) => {
                 let secs = oldest
                     .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
