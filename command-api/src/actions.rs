@@ -180,7 +180,16 @@ impl ActionExecutor {
 
     pub async fn execute(&self, job: &Job) -> Outcome {
         let started = std::time::Instant::now();
-        let (label, outcome) = self.execute_inner(job).await;
+        // A process-manager step: the command the outbox holds, under the correlation id of
+        // the request that started the process and the id of the event that caused the step.
+        let span = tracing::info_span!(
+            "process_step",
+            key = %job.key,
+            correlation_id = job.correlation_id.map(tracing::field::display),
+            causation_id = %job.causation_id,
+            attempt = job.attempts,
+        );
+        let (label, outcome) = tracing::Instrument::instrument(self.execute_inner(job), span).await;
         use purser_query_api::trace::TraceKind;
         // Payment processing is traced inside `charge`, where the payment's outcome is known.
         let kind = match label {

@@ -200,7 +200,21 @@ impl CommandBus {
     {
         let aggregate = A::CATEGORY;
         let started = std::time::Instant::now();
-        let outcome = self.execute_all_inner::<A>(stream, ctx, commands).await;
+        // One span per command: its correlation and causation ids tie it to the request or
+        // event that caused it, and every log line inside carries them.
+        let span = tracing::info_span!(
+            "command",
+            aggregate,
+            stream = %stream,
+            correlation_id = %ctx.correlation_id,
+            causation_id = ctx.causation_id.map(tracing::field::display),
+            actor = %ctx.actor,
+        );
+        let outcome = tracing::Instrument::instrument(
+            self.execute_all_inner::<A>(stream, ctx, commands),
+            span,
+        )
+        .await;
         let result = match &outcome {
             Ok(e) if e.events.is_empty() => "noop",
             Ok(_) => "ok",

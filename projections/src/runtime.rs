@@ -254,15 +254,27 @@ impl Projector {
             match item {
                 SubscriptionItem::Event(e) => {
                     if filter.matches(&e.stream, &e.event_type) {
-                        p.apply(&mut tx, e).await.map_err(|err| {
-                            ProjectionError::Other(format!(
-                                "{} failed at {} ({} in {}): {err}",
-                                p.name(),
-                                e.position,
-                                e.event_type,
-                                e.stream
-                            ))
-                        })?;
+                        // The projection write of one event, under the correlation and
+                        // causation ids the event carries (debug level: one per event).
+                        let span = tracing::debug_span!(
+                            "project",
+                            projection = p.name(),
+                            event_type = %e.event_type,
+                            position = %e.position,
+                            correlation_id = e.metadata.correlation_id.map(tracing::field::display),
+                            causation_id = e.metadata.causation_id.map(tracing::field::display),
+                        );
+                        tracing::Instrument::instrument(p.apply(&mut tx, e), span)
+                            .await
+                            .map_err(|err| {
+                                ProjectionError::Other(format!(
+                                    "{} failed at {} ({} in {}): {err}",
+                                    p.name(),
+                                    e.position,
+                                    e.event_type,
+                                    e.stream
+                                ))
+                            })?;
                         applied += 1;
                         last_event_at = Some(e.recorded_at);
                     }
