@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 ensure_postgres
 say "building purser"
 cargo build --bin purser
+purser="${CARGO_TARGET_DIR:-target}/debug/purser"
 say "migrating"
-./target/debug/purser migrate
+"$purser" migrate
 say "loading the demo data (catalog, staff accounts, order history)"
-./target/debug/purser seed
+"$purser" seed
 say "serving GraphQL on http://${PURSER_HTTP_ADDR:-127.0.0.1:8080}/graphql (GraphiQL: /graphiql)"
-exec ./target/debug/purser serve
+exec "$purser" serve
