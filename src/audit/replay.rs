@@ -90,15 +90,22 @@ impl fmt::Display for ReplayReport {
         for (name, applied, at) in &self.projections {
             writeln!(f, "  {name}: {applied} events applied, up to {at}")?;
         }
+        let w = self
+            .tables
+            .iter()
+            .map(|t| t.table.len())
+            .max()
+            .unwrap_or(0)
+            .max("TABLE".len());
         writeln!(
             f,
-            "{:<28} {:>10} {:>10}  {:<32}  {:<32}  RESULT",
+            "{:<w$} {:>10} {:>10}  {:<32}  {:<32}  RESULT",
             "TABLE", "LIVE ROWS", "REPLAYED", "LIVE CHECKSUM", "REPLAYED CHECKSUM"
         )?;
         for t in &self.tables {
             writeln!(
                 f,
-                "{:<28} {:>10} {:>10}  {:<32}  {:<32}  {}",
+                "{:<w$} {:>10} {:>10}  {:<32}  {:<32}  {}",
                 t.table,
                 t.live_rows,
                 t.replayed_rows,
