@@ -304,20 +304,24 @@ async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
             )
             .await?;
             print!("{report}");
-            if !report.not_compared.is_empty() && report.differing() == 0 {
-                return Err(ExitWith {
-                    code: 2,
-                    message: "replay: the live read models could not be lined up with the replay"
-                        .into(),
+            match report.exit_code() {
+                0 => {}
+                2 => {
+                    return Err(ExitWith {
+                        code: 2,
+                        message:
+                            "replay: the live read models could not be lined up with the replay"
+                                .into(),
+                    }
+                    .into());
                 }
-                .into());
-            }
-            if !report.is_equal() {
-                return Err(ExitWith {
-                    code: 1,
-                    message: format!("replay: {} table(s) differ", report.differing()),
+                code => {
+                    return Err(ExitWith {
+                        code,
+                        message: format!("replay: {} table(s) differ", report.differing()),
+                    }
+                    .into());
                 }
-                .into());
             }
             Ok(())
         }

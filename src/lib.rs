@@ -9,6 +9,7 @@ pub mod http;
 pub mod observability;
 pub mod online_rebuild;
 pub mod schema;
+pub(crate) mod scratch;
 pub mod seed;
 pub mod telemetry;
 pub mod users;

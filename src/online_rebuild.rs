@@ -20,12 +20,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use futures::TryStreamExt;
 use purser_event_store::{EventStore, Position};
-use purser_projections::{Checkpoints, Projection, Projector};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use purser_projections::{CheckpointRow, Checkpoints, Projection};
+use sqlx::postgres::PgPool;
 use sqlx::{Executor, PgConnection, Row};
 
-use crate::app::{self, Services};
-use crate::audit::replay::Scratch;
+use crate::app::Services;
+use crate::scratch::{Scratch, projector_over};
 
 /// The schema that holds staged rows during a switch.
 const STAGING: &str = "purser_rebuild";
@@ -68,36 +68,24 @@ async fn build_and_switch(
     scratch: &Scratch,
 ) -> anyhow::Result<OnlineRebuild> {
     let name = projection.name();
-    let aside = PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(scratch.options())
-        .await
-        .context("cannot connect to the rebuild's scratch database")?;
-    app::migrate(&aside).await?;
-    let projector = Projector::new(
-        services.store.clone(),
-        aside.clone(),
+    let (aside, projector) = projector_over(
+        services,
+        &scratch.options(),
         vec![projection.clone()],
-        Checkpoints::new(aside.clone()),
-    );
+        "the rebuild's scratch database",
+    )
+    .await?;
     let events_aside = projector
         .catch_up(name)
         .await?
         .context("the scratch projection is held by another process")?;
-    let (commit, prepare, applied, last_event_at): (
-        i64,
-        i64,
-        i64,
-        Option<chrono::DateTime<chrono::Utc>>,
-    ) = sqlx::query_as(
-        "select commit_position, prepare_position, events_applied, last_event_at
-         from purser.projection_checkpoints where name = $1",
-    )
-    .bind(name)
-    .fetch_one(&aside)
-    .await?;
-    let built_at = Position::from_db(commit, prepare);
-    stage(&aside, &services.pool, projection.tables()).await?;
+    let built = Checkpoints::new(aside.clone())
+        .all()
+        .await?
+        .into_iter()
+        .find(|c| c.name == name)
+        .with_context(|| format!("the rebuild of {name} wrote no checkpoint"))?;
+    let columns = stage(&aside, &services.pool, projection.tables()).await?;
     aside.close().await;
 
     // The switch. A deadlock with the live projector's batch is possible (it holds row locks
@@ -106,7 +94,7 @@ async fn build_and_switch(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match switch(services, &projection, built_at, applied, last_event_at).await {
+        match switch(services, &projection, &columns, &built).await {
             Ok((events_at_switch, position, rows)) => {
                 services.checkpoints.bump();
                 return Ok(OnlineRebuild {
@@ -157,10 +145,12 @@ async fn writable_columns(pool: &PgPool, table: &str) -> anyhow::Result<String> 
 }
 
 /// Copies the new version's rows into staging tables of the live database (binary COPY,
-/// streamed: memory stays the size of a buffer).
-async fn stage(aside: &PgPool, live: &PgPool, tables: &[&str]) -> anyhow::Result<()> {
+/// streamed: memory stays the size of a buffer). Returns each table's writable columns, in
+/// the order of `tables`, for the switch.
+async fn stage(aside: &PgPool, live: &PgPool, tables: &[&str]) -> anyhow::Result<Vec<String>> {
     live.execute(format!("create schema if not exists {STAGING}").as_str())
         .await?;
+    let mut columns = Vec::with_capacity(tables.len());
     for table in tables {
         let cols = writable_columns(live, table).await?;
         let target = staged(table);
@@ -187,8 +177,9 @@ async fn stage(aside: &PgPool, live: &PgPool, tables: &[&str]) -> anyhow::Result
             copy.send(chunk).await?;
         }
         copy.finish().await?;
+        columns.push(cols);
     }
-    Ok(())
+    Ok(columns)
 }
 
 /// The switching transaction. Returns the events applied inside it, the new checkpoint and
@@ -196,9 +187,8 @@ async fn stage(aside: &PgPool, live: &PgPool, tables: &[&str]) -> anyhow::Result
 async fn switch(
     services: &Services,
     projection: &Arc<dyn Projection>,
-    built_at: Position,
-    applied_aside: i64,
-    last_event_at: Option<chrono::DateTime<chrono::Utc>>,
+    columns: &[String],
+    built: &CheckpointRow,
 ) -> anyhow::Result<(i64, Position, Vec<(String, i64)>)> {
     let name = projection.name();
     let tables = projection.tables();
@@ -214,17 +204,15 @@ async fn switch(
          where name = $1 for update",
     )
     .bind(name)
-    .fetch_optional(&mut *tx)
-    .await?
-    .map(|r| Position::from_db(r.get(0), r.get(1)))
-    .unwrap_or_default();
+    .fetch_one(&mut *tx)
+    .await
+    .map(|r| Position::from_db(r.get(0), r.get(1)))?;
 
     // Children first when deleting, parents first when inserting (foreign keys).
     for table in tables.iter().rev() {
         tx.execute(format!("delete from {table}").as_str()).await?;
     }
-    for table in tables {
-        let c = writable_columns(&services.pool, table).await?;
+    for (table, c) in tables.iter().zip(columns) {
         tx.execute(
             format!(
                 "insert into {table} ({c}) overriding system value select {c} from {}",
@@ -236,9 +224,15 @@ async fn switch(
     }
 
     // Catch up, with the new code, with what the live side had applied beyond the copy.
-    let (to, events_at_switch, last) =
-        apply_between(&*services.store, projection, &mut tx, built_at, live_at).await?;
-    let last_event_at = last.or(last_event_at);
+    let (to, events_at_switch, last) = apply_between(
+        &*services.store,
+        projection,
+        &mut tx,
+        built.position,
+        live_at,
+    )
+    .await?;
+    let last_event_at = last.or(built.last_event_at);
     sqlx::query(
         "update purser.projection_checkpoints
          set commit_position = $2, prepare_position = $3, generation = generation + 1,
@@ -249,7 +243,7 @@ async fn switch(
     .bind(name)
     .bind(to.to_db().0)
     .bind(to.to_db().1)
-    .bind(applied_aside + events_at_switch)
+    .bind(built.events_applied + events_at_switch)
     .bind(last_event_at)
     .execute(&mut *tx)
     .await?;

@@ -11,9 +11,9 @@
 //! the commits of every notifying transaction on one lock, which would cap append throughput.
 //! Instead, after commit the appender wakes subscribers of its own process directly and asks a
 //! per-process task to send one `NOTIFY purser_events` for other processes; requests that
-//! arrive while one is in flight, or within 5 ms of the last, are folded into the next. A listener task turns notifications
-//! from other processes into wake-ups. Subscribers also re-read on a slow timer, so a lost
-//! notification costs latency, never an event.
+//! arrive while one is in flight, or within 5 ms of the last, are folded into the next. A
+//! listener task turns notifications from other processes into wake-ups. Subscribers also
+//! re-read on a slow timer, so a lost notification costs latency, never an event.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,7 @@
 //! Auditor tooling: export and import of the event log, tamper evidence (the sealer and the
 //! verifier), and the replay of every read model into a scratch database. The GraphQL side
-//! (stream history, state as of a past point) lives in `purser-query-api`'s `audit` module. docs/audit.md is the auditor's walkthrough.
+//! (stream history, state as of a past point) lives in `purser-query-api`'s `audit` module.
+//! docs/audit.md is the auditor's walkthrough.
 
 pub mod cli;
 pub mod export;

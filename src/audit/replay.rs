@@ -18,11 +18,12 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::TryStreamExt;
 use purser_event_store::Position;
-use purser_projections::{Checkpoints, Projector, table_checksum};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, Executor, PgConnection};
+use purser_projections::{Checkpoints, table_checksum};
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::{Executor, PgConnection};
 
 use crate::app::{self, Services};
+use crate::scratch::{Scratch, projector_over};
 
 /// Where the replayed read models go.
 #[derive(Debug, Clone, Default)]
@@ -81,6 +82,16 @@ impl ReplayReport {
     /// Every table was compared and is equal.
     pub fn is_equal(&self) -> bool {
         self.differing() == 0 && self.not_compared.is_empty()
+    }
+
+    /// `purser replay`'s exit code: 0 all equal, 1 a table differs, 2 nothing differs but
+    /// some projection could not be lined up with the live side.
+    pub fn exit_code(&self) -> u8 {
+        match (self.differing(), self.not_compared.is_empty()) {
+            (0, true) => 0,
+            (0, false) => 2,
+            _ => 1,
+        }
     }
 }
 
@@ -144,53 +155,6 @@ impl fmt::Display for ReplayReport {
     }
 }
 
-/// A scratch database next to the live one, dropped on request.
-pub(crate) struct Scratch {
-    pub(crate) name: String,
-    admin: PgConnectOptions,
-}
-
-impl Scratch {
-    /// Creates `<live name>_<purpose>_<unix time>` on the live database's server.
-    pub(crate) async fn create(
-        live: &PgConnectOptions,
-        live_pool: &PgPool,
-        purpose: &str,
-    ) -> anyhow::Result<Scratch> {
-        let current: String = sqlx::query_scalar("select current_database()")
-            .fetch_one(live_pool)
-            .await?;
-        // Postgres cuts names at 63 bytes; keep the live name recognisable within that.
-        let prefix: String = current.chars().take(40).collect();
-        let stamp = chrono::Utc::now().timestamp();
-        let name = format!("{prefix}_{purpose}_{stamp}");
-        let mut conn = PgConnection::connect_with(live).await?;
-        conn.execute(format!(r#"create database "{name}""#).as_str())
-            .await
-            .with_context(|| {
-                format!("cannot create the scratch database {name} (the role needs CREATEDB, or pass --into URL)")
-            })?;
-        conn.close().await?;
-        Ok(Scratch {
-            name,
-            admin: live.clone(),
-        })
-    }
-
-    /// Connection options for the scratch database.
-    pub(crate) fn options(&self) -> PgConnectOptions {
-        self.admin.clone().database(&self.name)
-    }
-
-    pub(crate) async fn drop_now(self) -> anyhow::Result<()> {
-        let mut conn = PgConnection::connect_with(&self.admin).await?;
-        conn.execute(format!(r#"drop database if exists "{}" with (force)"#, self.name).as_str())
-            .await?;
-        conn.close().await?;
-        Ok(())
-    }
-}
-
 /// Replays every read-model projection from position zero into another database and
 /// compares each of its tables with the live one.
 pub async fn replay(services: &Services, opts: &ReplayOptions) -> anyhow::Result<ReplayReport> {
@@ -218,14 +182,9 @@ async fn replay_into(
     target: &PgConnectOptions,
     opts: &ReplayOptions,
 ) -> anyhow::Result<ReplayReport> {
-    let pool = PgPoolOptions::new()
-        .max_connections(4)
-        .connect_with(target.clone())
-        .await
-        .context("cannot connect to the replay database")?;
-    app::migrate(&pool).await?;
-    let checkpoints = Checkpoints::new(pool.clone());
-    if checkpoints
+    let (pool, projector) =
+        projector_over(services, target, app::projections(), "the replay database").await?;
+    if Checkpoints::new(pool.clone())
         .all()
         .await?
         .iter()
@@ -233,12 +192,6 @@ async fn replay_into(
     {
         anyhow::bail!("the replay database already holds read models; give an empty one");
     }
-    let projector = Projector::new(
-        services.store.clone(),
-        pool.clone(),
-        app::projections(),
-        checkpoints.clone(),
-    );
     let mut report = ReplayReport {
         database: target.get_database().unwrap_or("?").to_owned(),
         ..Default::default()
