@@ -400,6 +400,11 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
 
     let sampler = crate::observability::sample_gauges(
         services.pool.clone(),
+        services
+            .config
+            .database_read_url
+            .is_some()
+            .then(|| services.read_pool.clone()),
         role.runs_command_side(),
         Duration::from_secs(5),
         shutdown.clone(),

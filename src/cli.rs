@@ -164,12 +164,15 @@ fn parse_role(s: &str) -> Result<purser_domain::customer::Role, String> {
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env()?;
-    crate::telemetry::init(&config.log_filter, config.log_json);
+    // Dropped after the runtime, so the last spans are flushed outside async code.
+    let _telemetry = crate::telemetry::init(&config.telemetry)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(dispatch(cli.command, config))
+    let outcome = runtime.block_on(dispatch(cli.command, config));
+    drop(runtime);
+    outcome
 }
 
 async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {

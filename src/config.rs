@@ -59,8 +59,8 @@ pub struct Config {
     pub db_pool_size: u32,
     /// How long a query with `minPosition` waits for the read models.
     pub consistency_timeout: Duration,
-    pub log_filter: String,
-    pub log_json: bool,
+    /// Logs and optional OTLP trace export.
+    pub telemetry: crate::telemetry::TelemetryConfig,
     /// The most events a projector applies in one transaction.
     pub projector_batch: usize,
     /// Signs bearer tokens. From `PURSER_JWT_SECRET`; a random one per process otherwise.
@@ -200,8 +200,22 @@ impl Config {
             http_addr,
             db_pool_size,
             consistency_timeout: Duration::from_millis(consistency_ms),
-            log_filter: get("PURSER_LOG").unwrap_or_else(|| "info,sqlx=warn".into()),
-            log_json: get("PURSER_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
+            telemetry: crate::telemetry::TelemetryConfig {
+                log_filter: get("PURSER_LOG").unwrap_or_else(|| "info,sqlx=warn".into()),
+                log_json: get("PURSER_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
+                otlp: [
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                ]
+                .iter()
+                .any(|v| get(v).is_some_and(|s| !s.trim().is_empty()))
+                    && !get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+                otlp_filter: get("PURSER_OTLP_FILTER")
+                    .unwrap_or_else(|| "info,purser_projections=debug,sqlx=warn".into()),
+                service_name: get("OTEL_SERVICE_NAME")
+                    .filter(|s| !s.trim().is_empty())
+                    .unwrap_or_else(|| "purser".into()),
+            },
             projector_batch,
             jwt_secret,
             jwt_secret_is_ephemeral,

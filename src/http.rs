@@ -83,8 +83,32 @@ pub fn router(state: HttpState) -> Router {
         .layer(axum::middleware::from_fn(
             crate::observability::http_metrics,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// One span per HTTP request. It carries the caller's `x-correlation-id` when that is a UUID
+/// (exported traces then use it as their trace id) and continues a caller's W3C `traceparent`.
+/// The query string is left out: GraphQL GET requests carry variables there.
+fn request_span(request: &axum::extract::Request) -> tracing::Span {
+    let headers = request.headers();
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = request.uri().path(),
+        correlation_id = header_correlation_id(headers).map(tracing::field::display),
+    );
+    if let Some(traceparent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        crate::telemetry::continue_remote_trace(&span, traceparent);
+    }
+    span
+}
+
+fn header_correlation_id(headers: &HeaderMap) -> Option<Uuid> {
+    headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v.trim()).ok())
 }
 
 /// A JSON error body: `{"errors":[{"message":…,"extensions":{"code":…}}]}`.
@@ -153,23 +177,32 @@ async fn graphiql() -> Html<String> {
     )
 }
 
-/// The per-request context commands carry: a correlation id (taken from the
-/// `x-correlation-id` header when it is a UUID) and the trace id of a `traceparent` header.
+/// The per-request context commands carry: a correlation id and the trace id of a
+/// `traceparent` header. The correlation id is the `x-correlation-id` header when it is a UUID;
+/// otherwise the request's trace id (the caller's `traceparent`, or the trace of the exported
+/// request span), so that what the request causes later joins its trace; otherwise a new one.
 fn command_context(headers: &HeaderMap) -> CommandContext {
     let mut ctx = CommandContext::new("anonymous");
-    if let Some(id) = headers
-        .get("x-correlation-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| Uuid::parse_str(v.trim()).ok())
-    {
-        ctx.correlation_id = id;
-    }
     ctx.trace_id = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split('-').nth(1))
-        .filter(|t| t.len() == 32 && t.chars().all(|c| c.is_ascii_hexdigit()))
+        .filter(|t| {
+            t.len() == 32
+                && t.chars().all(|c| c.is_ascii_hexdigit())
+                && t.bytes().any(|b| b != b'0')
+        })
         .map(str::to_owned);
+    if let Some(id) = header_correlation_id(headers)
+        .or_else(|| {
+            ctx.trace_id
+                .as_deref()
+                .and_then(|t| Uuid::try_parse(t).ok())
+        })
+        .or_else(crate::telemetry::current_trace_uuid)
+    {
+        ctx.correlation_id = id;
+    }
     ctx
 }
 
@@ -469,7 +502,8 @@ fn websocket(
     let schema = state.schema.clone();
     let tokens = state.tokens.clone();
     ws.protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
+        .on_upgrade(move |socket| async move {
+            let _open = OpenWebSocket::count();
             async_graphql_axum::GraphQLWebSocket::new(socket, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let token = payload
@@ -498,7 +532,25 @@ fn websocket(
                     Ok(data)
                 })
                 .serve()
+                .await
         })
+}
+
+/// Counts an open GraphQL WebSocket in `purser_websocket_connections` until dropped, however
+/// the connection ends.
+struct OpenWebSocket;
+
+impl OpenWebSocket {
+    fn count() -> OpenWebSocket {
+        metrics::gauge!("purser_websocket_connections").increment(1.0);
+        OpenWebSocket
+    }
+}
+
+impl Drop for OpenWebSocket {
+    fn drop(&mut self) {
+        metrics::gauge!("purser_websocket_connections").decrement(1.0);
+    }
 }
 
 /// Stripe's webhook endpoint. 200 once processed (or deliberately ignored), 400 for a forged,

@@ -171,29 +171,33 @@ impl Extension for GraphqlMetricsExtension {
     }
 }
 
-/// Samples gauges that live in the database or the pool, every `every`, until `stop`.
+/// Samples gauges that live in the database or the pools, every `every`, until `stop`.
+/// `read_pool` is the `DATABASE_READ_URL` pool when it is a separate one.
 pub async fn sample_gauges(
     pool: PgPool,
+    read_pool: Option<PgPool>,
     command_side: bool,
     every: Duration,
     stop: CancellationToken,
 ) {
     loop {
-        metrics::gauge!("purser_db_pool_connections", "state" => "open")
-            .set(f64::from(pool.size()));
-        metrics::gauge!("purser_db_pool_connections", "state" => "idle")
-            .set(pool.num_idle() as f64);
+        sample_pool("primary", &pool);
+        if let Some(read_pool) = &read_pool {
+            sample_pool("read", read_pool);
+        }
         if command_side {
-            let counts: Result<(i64, i64, i64), sqlx::Error> = sqlx::query_as(
+            let counts: Result<(i64, i64, i64, i64), sqlx::Error> = sqlx::query_as(
                 "select (select count(*) from purser.outbox),
                         (select count(*) from purser.deadlines),
+                        (select count(*) from purser.deadlines where due_at < now()),
                         (select count(*) from purser.notification_queue)",
             )
             .fetch_one(&pool)
             .await;
-            if let Ok((outbox, deadlines, notifications)) = counts {
+            if let Ok((outbox, deadlines, overdue, notifications)) = counts {
                 metrics::gauge!("purser_outbox_backlog").set(outbox as f64);
                 metrics::gauge!("purser_deadlines_pending").set(deadlines as f64);
+                metrics::gauge!("purser_deadlines_overdue").set(overdue as f64);
                 metrics::gauge!("purser_notification_queue_depth").set(notifications as f64);
             }
         }
@@ -202,4 +206,13 @@ pub async fn sample_gauges(
             _ = tokio::time::sleep(every) => {}
         }
     }
+}
+
+fn sample_pool(name: &'static str, pool: &PgPool) {
+    metrics::gauge!("purser_db_pool_connections", "pool" => name, "state" => "open")
+        .set(f64::from(pool.size()));
+    metrics::gauge!("purser_db_pool_connections", "pool" => name, "state" => "idle")
+        .set(pool.num_idle() as f64);
+    metrics::gauge!("purser_db_pool_max_connections", "pool" => name)
+        .set(f64::from(pool.options().get_max_connections()));
 }

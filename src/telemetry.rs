@@ -1,17 +1,160 @@
-//! Logging: structured `tracing` output, text for people or JSON for machines.
+//! Logging and tracing: structured `tracing` output (text for people or JSON for machines),
+//! and, when an OTLP endpoint is configured, the same spans exported as OpenTelemetry traces.
+//!
+//! Trace ids follow the correlation id. A root span that carries a `correlation_id` field (a
+//! process-manager step, a projection write, a command run outside a request, an HTTP request
+//! with an `x-correlation-id` header) takes that UUID as its trace id, and a request without
+//! one lends its trace id to the correlation id of what it starts (see `http::command_context`).
+//! So one checkout is one trace, from the mutation through every process-manager step to the
+//! last read-model row, even though those run later, in other tasks or other processes.
 
-use tracing_subscriber::EnvFilter;
+use std::time::Duration;
 
-/// Installs the global subscriber. `filter` is an `EnvFilter` directive (`PURSER_LOG`).
-pub fn init(filter: &str, json: bool) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second call (tests starting several apps) keeps the first subscriber.
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
+use opentelemetry::trace::{TraceContextExt, TraceId, TracerProvider as _};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing_opentelemetry::{OpenTelemetrySpanExt, OtelData};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// What `init` needs; read from the environment by `Config`.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryConfig {
+    /// `PURSER_LOG`, an `EnvFilter` directive.
+    pub log_filter: String,
+    /// `PURSER_LOG_FORMAT=json`.
+    pub log_json: bool,
+    /// Export spans over OTLP/HTTP (protobuf). On when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, off otherwise; the exporter reads those
+    /// variables (and `OTEL_BSP_*`) itself.
+    pub otlp: bool,
+    /// `PURSER_OTLP_FILTER`: which spans are exported. By default every info span plus the
+    /// per-event `project` spans of the projections (debug level, so not in the logs).
+    pub otlp_filter: String,
+    /// `OTEL_SERVICE_NAME`, default `purser`.
+    pub service_name: String,
+}
+
+/// Flushes exported spans when dropped (at the end of `main`, outside the async runtime).
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown_with_timeout(Duration::from_secs(5))
+        {
+            eprintln!("could not flush the last traces to the OTLP endpoint: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber. A second call (tests starting several apps in one process)
+/// keeps the first subscriber.
+pub fn init(config: &TelemetryConfig) -> anyhow::Result<Telemetry> {
+    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if config.log_json {
+        fmt.json().flatten_event(true).boxed()
     } else {
-        builder.compact().try_init()
+        fmt.compact().boxed()
     };
+    let logs = fmt.with_filter(filter);
+    if !config.otlp {
+        let _ = tracing_subscriber::registry().with(logs).try_init();
+        return Ok(Telemetry { provider: None });
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot set up the OTLP exporter: {e}"))?;
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(config.service_name.clone())
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("purser");
+    let otlp_filter = EnvFilter::try_new(&config.otlp_filter)
+        .map_err(|e| anyhow::anyhow!("PURSER_OTLP_FILTER: {e}"))?;
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .and_then(CorrelatedTraces)
+        .with_filter(otlp_filter);
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(traces)
+        .try_init();
+    Ok(Telemetry {
+        provider: Some(provider),
+    })
+}
+
+/// The trace id of the current span as a UUID, when spans are exported and one is open: a
+/// request without an `x-correlation-id` uses it as its correlation id, so what it causes
+/// later joins its trace.
+pub fn current_trace_uuid() -> Option<uuid::Uuid> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let trace = span.span_context();
+    trace
+        .is_valid()
+        .then(|| uuid::Uuid::from_bytes(trace.trace_id().to_bytes()))
+}
+
+/// Sets the parent of `span` from a W3C `traceparent` header value, so a caller's trace
+/// continues through Purser. A no-op when spans are not exported or the header is malformed.
+pub fn continue_remote_trace(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::propagation::TextMapPropagator;
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let context = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+    if context.span().span_context().is_valid() {
+        span.set_parent(context);
+    }
+}
+
+/// Gives a root span with a `correlation_id` field the trace id of that correlation id. Runs
+/// after the OpenTelemetry layer has set the span up, and before any child can copy its trace
+/// id (children are created later).
+struct CorrelatedTraces;
+
+impl<S> Layer<S> for CorrelatedTraces
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut found = CorrelationField(None);
+        attrs.record(&mut found);
+        let Some(correlation) = found.0 else { return };
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        if let Some(data) = extensions.get_mut::<OtelData>()
+            && !data.parent_cx.has_active_span()
+        {
+            data.builder.trace_id = Some(TraceId::from_bytes(correlation.into_bytes()));
+        }
+    }
+}
+
+struct CorrelationField(Option<uuid::Uuid>);
+
+impl Visit for CorrelationField {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "correlation_id" {
+            self.0 = uuid::Uuid::parse_str(&format!("{value:?}")).ok();
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "correlation_id" {
+            self.0 = uuid::Uuid::parse_str(value).ok();
+        }
+    }
 }

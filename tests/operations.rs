@@ -104,7 +104,56 @@ async fn metrics_show_requests_commands_projections_and_business_after_a_checkou
         &["reason=\"declined\""],
         1.0,
     );
-    at_least("purser_db_pool_connections", &["state=\"open\""], 1.0);
+    at_least(
+        "purser_db_pool_connections",
+        &["pool=\"primary\"", "state=\"open\""],
+        1.0,
+    );
+    // Per command type: the order was placed twice, and every command took some time.
+    at_least(
+        "purser_commands_total",
+        &["aggregate=\"order\"", "command=\"place\"", "outcome=\"ok\""],
+        2.0,
+    );
+    let per_command = |suffix: &str| {
+        sample(
+            &body,
+            &format!("purser_command_duration_seconds_{suffix}"),
+            &["command=\"place\""],
+        )
+        .unwrap_or_else(|| panic!("no per-command duration in\n{body}"))
+    };
+    let (count, sum) = (per_command("count"), per_command("sum"));
+    assert!(
+        count >= 2.0 && sum > 0.0 && sum / count < 5.0,
+        "{count} {sum}"
+    );
+    // The append alone is part of the command, so it cannot take longer.
+    let appends = sample(
+        &body,
+        "purser_append_duration_seconds_count",
+        &["aggregate=\"order\""],
+    )
+    .expect("append latency is exported");
+    let append_sum = sample(&body, "purser_append_duration_seconds_sum", &[])
+        .expect("append latency is exported");
+    let command_sum = sample(&body, "purser_command_duration_seconds_sum", &[]).unwrap();
+    assert!(appends >= 2.0 && append_sum > 0.0 && append_sum <= command_sum);
+    // Who holds which projection (checked per process in the two-projector test; here other
+    // apps in this test process share the gauge).
+    assert!(sample(&body, "purser_projection_held", &["projection=\"catalog\""]).is_some());
+    assert_eq!(
+        sample(
+            &body,
+            "purser_db_pool_max_connections",
+            &["pool=\"primary\""]
+        ),
+        Some(f64::from(app.services().config.db_pool_size))
+    );
+    assert!(
+        sample(&body, "purser_deadlines_overdue", &[]).is_some(),
+        "overdue deadlines are exported"
+    );
     assert!(
         body.contains("purser_projection_lag_events"),
         "lag gauges are exported"
@@ -242,14 +291,35 @@ async fn two_projector_processes_share_the_work_and_fail_over_without_gaps() {
     app.stop().await;
     let pool = app.db.pool().await;
     let db_url = app.db.url();
-    let spawn = || {
+    let spawn = |port: u16| {
         let mut cmd = purser_command(&db_url);
         cmd.env("PURSER_JWT_SECRET", TEST_JWT_SECRET)
+            .env("PURSER_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .arg("projector");
         Binary::spawn(cmd)
     };
-    let mut first = spawn();
-    let mut second = spawn();
+    let ports = [support::smtp::free_port(), support::smtp::free_port()];
+    let mut first = spawn(ports[0]);
+    let mut second = spawn(ports[1]);
+    // How many projector processes say they hold `projection` (`purser_projection_held`).
+    let holders = |projection: String, ports: Vec<u16>| async move {
+        let mut total = 0.0;
+        for port in ports {
+            let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            total += sample(
+                &body,
+                "purser_projection_held",
+                &[&format!("projection=\"{projection}\"")],
+            )
+            .unwrap_or_else(|| panic!("no purser_projection_held in\n{body}"));
+        }
+        total
+    };
 
     let store = purser_event_store::PgEventStore::new(pool.clone());
     let checkpoints = Checkpoints::new(pool.clone());
@@ -303,15 +373,23 @@ async fn two_projector_processes_share_the_work_and_fail_over_without_gaps() {
     .collect();
     for name in &names {
         assert!(owners.contains_key(*name), "{name} has no owner");
+        // The processes agree: exactly one of them holds it.
+        assert_eq!(
+            holders(name.to_string(), ports.to_vec()).await,
+            1.0,
+            "{name}"
+        );
     }
     // Kill the process that runs the catalog; the other takes over within seconds.
     let catalog_owner = owners["catalog"].clone();
     let first_pid = format!(":{}", first.child.id());
-    if catalog_owner.ends_with(&first_pid) {
+    let survivor = if catalog_owner.ends_with(&first_pid) {
         first.kill();
+        ports[1]
     } else {
         second.kill();
-    }
+        ports[0]
+    };
     // One unit from the product's creation, one from the first receipt above.
     let mut expected = 2;
     for n in 2..=20 {
@@ -332,6 +410,7 @@ async fn two_projector_processes_share_the_work_and_fail_over_without_gaps() {
         "fail-over took {:?}",
         started.elapsed()
     );
+    assert_eq!(holders("catalog".into(), vec![survivor]).await, 1.0);
     let on_hand: i64 = sqlx::query_scalar("select on_hand from catalog.stock where sku = 'FAIL-1'")
         .fetch_one(&pool)
         .await
@@ -463,5 +542,187 @@ async fn sigterm_under_load_fails_no_accepted_request_and_loses_no_event() {
     }
     for order in &accepted {
         shop.wait_for_status(order, &["CONFIRMED"]).await;
+    }
+}
+
+/// A span as the stand-in collector received it.
+#[derive(Debug, Clone)]
+struct ExportedSpan {
+    service: String,
+    name: String,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent_span_id: Vec<u8>,
+    attributes: HashMap<String, String>,
+}
+
+/// A stand-in OpenTelemetry collector on a free port: OTLP/HTTP with protobuf bodies, the
+/// spans it receives sent down the channel.
+async fn otlp_collector() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<ExportedSpan>,
+) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use prost::Message;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let text = |v: Option<opentelemetry_proto::tonic::common::v1::AnyValue>| match v
+        .and_then(|v| v.value)
+    {
+        Some(Value::StringValue(s)) => s,
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        other => format!("{other:?}"),
+    };
+    let receive = move |body: axum::body::Bytes| {
+        let tx = tx.clone();
+        async move {
+            let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body");
+            for resource in request.resource_spans {
+                let service = resource
+                    .resource
+                    .into_iter()
+                    .flat_map(|r| r.attributes)
+                    .find(|a| a.key == "service.name")
+                    .map(|a| text(a.value))
+                    .unwrap_or_default();
+                for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
+                    let _ = tx.send(ExportedSpan {
+                        service: service.clone(),
+                        name: span.name,
+                        trace_id: span.trace_id,
+                        span_id: span.span_id,
+                        parent_span_id: span.parent_span_id,
+                        attributes: span
+                            .attributes
+                            .into_iter()
+                            .map(|a| (a.key, text(a.value)))
+                            .collect(),
+                    });
+                }
+            }
+            (
+                [("content-type", "application/x-protobuf")],
+                Vec::<u8>::new(),
+            )
+        }
+    };
+    let router = axum::Router::new().route("/v1/traces", axum::routing::post(receive));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (addr, rx)
+}
+
+/// With an OTLP endpoint configured the server exports its spans, and one checkout is one
+/// trace: the request, its commands, the process-manager steps and the read-model writes it
+/// caused (which run later, in other tasks) share one trace id, and that id is the
+/// correlation id recorded in every event of the checkout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exported_trace_follows_one_checkout_from_the_request_to_the_read_models() {
+    let (collector, mut spans) = otlp_collector().await;
+    let mut app = spawn_app().await;
+    let admin = Shop::new(&app).await.admin;
+    let shop = Shop {
+        app: &app,
+        admin: admin.clone(),
+    };
+    shop.product("OTLP-1", 1_500, 5).await;
+    app.stop().await;
+    let db_url = app.db.url();
+    let port = support::smtp::free_port();
+    let mut cmd = purser_command(&db_url);
+    cmd.env("PURSER_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("PURSER_JWT_SECRET", TEST_JWT_SECRET)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
+        .env("OTEL_SERVICE_NAME", "purser-under-test")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .arg("serve");
+    let _server = Binary::spawn(cmd);
+    app.addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while app
+        .http
+        .get(app.url("/ready"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let shop = Shop {
+        app: &app,
+        admin: admin.clone(),
+    };
+    // No correlation header: the request's own trace id becomes the correlation id.
+    let order = shop.order_from(&[("OTLP-1", 2)], CARD_OK).await;
+    shop.wait_for_status(&order, &["CONFIRMED"]).await;
+
+    let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
+    let correlation: String = sqlx::query_scalar(
+        "select metadata->>'correlation_id' from es.events where event_type = 'OrderConfirmed'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let correlation = Uuid::parse_str(&correlation).unwrap();
+    let events_of_checkout: i64 =
+        sqlx::query_scalar("select count(*) from es.events where metadata->>'correlation_id' = $1")
+            .bind(correlation.to_string())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(events_of_checkout >= 8, "{events_of_checkout} events");
+
+    // Collect the trace until it reaches the confirmation in the orders read model.
+    let trace = correlation.as_bytes().to_vec();
+    let mut in_trace: Vec<ExportedSpan> = Vec::new();
+    let reached = |spans: &[ExportedSpan]| {
+        spans.iter().any(|s| {
+            s.name == "project"
+                && s.attributes.get("projection").map(String::as_str) == Some("orders")
+                && s.attributes.get("event_type").map(String::as_str) == Some("OrderConfirmed")
+        })
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !reached(&in_trace) {
+        let span = tokio::time::timeout_at(deadline, spans.recv())
+            .await
+            .unwrap_or_else(|_| {
+                let names: Vec<_> = in_trace.iter().map(|s| &s.name).collect();
+                panic!("the trace never reached the orders read model; got {names:?}")
+            })
+            .expect("collector running");
+        assert_eq!(span.service, "purser-under-test");
+        if span.trace_id == trace {
+            in_trace.push(span);
+        }
+    }
+    let named =
+        |name: &str| -> Vec<&ExportedSpan> { in_trace.iter().filter(|s| s.name == name).collect() };
+    // The mutation's request span is the trace's root, and the order was placed inside it.
+    let request = named("request")
+        .into_iter()
+        .find(|s| s.attributes.get("path").map(String::as_str) == Some("/graphql"))
+        .unwrap_or_else(|| panic!("no request span in {in_trace:#?}"));
+    assert!(request.parent_span_id.is_empty(), "{request:?}");
+    let place = named("command")
+        .into_iter()
+        .find(|s| s.attributes.get("command").map(String::as_str) == Some("place"))
+        .unwrap_or_else(|| panic!("no place command in {in_trace:#?}"));
+    assert_eq!(place.parent_span_id, request.span_id);
+    assert_eq!(place.attributes["aggregate"], "order");
+    // Process-manager steps ran later, outside the request, and still joined its trace.
+    assert!(
+        !named("process_step").is_empty(),
+        "no process-manager step in {in_trace:#?}"
+    );
+    // Every span that names a correlation id names this one.
+    for span in &in_trace {
+        if let Some(c) = span.attributes.get("correlation_id") {
+            assert_eq!(c, &correlation.to_string(), "{span:?}");
+        }
     }
 }

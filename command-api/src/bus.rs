@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use purser_domain::{Aggregate, DomainError, Event};
+use purser_domain::{Aggregate, CommandName, DomainError, Event};
 use purser_event_store::{
     EventStore, ExpectedVersion, NewEvent, Position, StoreError, StreamName, read_stream_to_end,
 };
@@ -199,19 +199,23 @@ impl CommandBus {
         A::Command: Clone,
     {
         let aggregate = A::CATEGORY;
+        // A unit of several commands is labelled by its first (units are one kind of step,
+        // such as a cart's lines added together).
+        let command = commands.first().map_or("none", |c| c.command_name());
         let started = std::time::Instant::now();
         // One span per command: its correlation and causation ids tie it to the request or
         // event that caused it, and every log line inside carries them.
         let span = tracing::info_span!(
             "command",
             aggregate,
+            command,
             stream = %stream,
             correlation_id = %ctx.correlation_id,
             causation_id = ctx.causation_id.map(tracing::field::display),
             actor = %ctx.actor,
         );
         let outcome = tracing::Instrument::instrument(
-            self.execute_all_inner::<A>(stream, ctx, commands),
+            self.execute_all_inner::<A>(stream, ctx, commands, command),
             span,
         )
         .await;
@@ -222,9 +226,9 @@ impl CommandBus {
             Err(CommandError::Conflict { .. }) => "conflict",
             Err(CommandError::Store(_)) => "error",
         };
-        metrics::histogram!("purser_command_duration_seconds", "aggregate" => aggregate)
+        metrics::histogram!("purser_command_duration_seconds", "aggregate" => aggregate, "command" => command)
             .record(started.elapsed().as_secs_f64());
-        metrics::counter!("purser_commands_total", "aggregate" => aggregate, "outcome" => result)
+        metrics::counter!("purser_commands_total", "aggregate" => aggregate, "command" => command, "outcome" => result)
             .increment(1);
         if let Ok(done) = &outcome {
             for e in &done.events {
@@ -240,6 +244,7 @@ impl CommandBus {
         stream: &StreamName,
         ctx: &CommandContext,
         commands: Vec<A::Command>,
+        command: &'static str,
     ) -> Result<Executed<A>, CommandError<A::Error>>
     where
         A: Aggregate,
@@ -250,7 +255,7 @@ impl CommandBus {
         let mut backoff = Duration::from_millis(2);
         for attempt in 0..self.max_attempts {
             if attempt > 0 {
-                metrics::counter!("purser_command_retries_total", "aggregate" => A::CATEGORY)
+                metrics::counter!("purser_command_retries_total", "aggregate" => A::CATEGORY, "command" => command)
                     .increment(1);
             }
             let (state, version, position) =
@@ -289,7 +294,11 @@ impl CommandBus {
                     }
                 })
                 .collect();
-            match self.store.append(stream, expected, new_events).await {
+            let appending = std::time::Instant::now();
+            let appended = self.store.append(stream, expected, new_events).await;
+            metrics::histogram!("purser_append_duration_seconds", "aggregate" => A::CATEGORY)
+                .record(appending.elapsed().as_secs_f64());
+            match appended {
                 Ok(outcome) => {
                     if outcome.duplicate {
                         // The same command went through before; report the stream as it is.
@@ -313,7 +322,7 @@ impl CommandBus {
                     });
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => {
-                    metrics::counter!("purser_command_conflicts_total", "aggregate" => A::CATEGORY)
+                    metrics::counter!("purser_command_conflicts_total", "aggregate" => A::CATEGORY, "command" => command)
                         .increment(1);
                     // Someone else wrote first: forget what we thought we knew and decide
                     // again on the new state, after a short random pause so that racing

@@ -15,7 +15,7 @@ pub trait Aggregate {
     /// The stream category, e.g. `"order"`; streams are named `order-<id>`.
     const CATEGORY: &'static str;
     type State: Default + Clone + Debug;
-    type Command: Debug;
+    type Command: Debug + CommandName;
     type Event: Event;
     type Error: DomainError;
 
@@ -29,6 +29,22 @@ pub trait Aggregate {
         Self::Event: 'a,
     {
         events.into_iter().fold(Self::State::default(), Self::evolve)
+    }
+}
+
+/// A command's kind as a short stable label (`place`, `mark_paid`): metrics and traces group
+/// commands by it. Every command enum gets it by deriving `strum::IntoStaticStr` with
+/// `serialize_all = "snake_case"`.
+pub trait CommandName {
+    fn command_name(&self) -> &'static str;
+}
+
+impl<T> CommandName for T
+where
+    for<'a> &'a T: Into<&'static str>,
+{
+    fn command_name(&self) -> &'static str {
+        self.into()
     }
 }
 

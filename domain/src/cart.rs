@@ -68,7 +68,8 @@ impl CartState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum CartCommand {
     Create {
         cart_id: CartId,

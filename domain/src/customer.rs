@@ -80,7 +80,8 @@ impl CustomerState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum CustomerCommand {
     Register {
         email: Email,

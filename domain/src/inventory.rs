@@ -64,7 +64,8 @@ impl InventoryState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum InventoryCommand {
     Receive {
         sku: Sku,

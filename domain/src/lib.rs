@@ -42,7 +42,7 @@ pub mod product;
 #[cfg(test)]
 mod test_support;
 
-pub use aggregate::{Aggregate, DecodeError, DomainError, Event};
+pub use aggregate::{Aggregate, CommandName, DecodeError, DomainError, Event};
 pub use events::AnyEvent;
 pub use ids::*;
 pub use money::{Currency, Money, MoneyError};

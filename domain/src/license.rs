@@ -31,7 +31,8 @@ pub struct LicensePoolState {
     pub exhausted_for: BTreeSet<LicenseId>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum LicensePoolCommand {
     LoadKeys { sku: Sku, keys: Vec<String>, now: DateTime<Utc> },
     Allocate { sku: Sku, license_id: LicenseId, order_id: OrderId, now: DateTime<Utc> },
@@ -208,7 +209,8 @@ pub struct LicenseState {
     pub failed: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum LicenseCommand {
     Issue {
         license_id: LicenseId,

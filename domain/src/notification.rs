@@ -55,7 +55,8 @@ pub struct NotificationState {
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum NotificationCommand {
     Queue {
         notification_id: NotificationId,

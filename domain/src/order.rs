@@ -237,7 +237,8 @@ impl OrderState {
 // Placing carries the whole order while the other commands are small; the values are
 // short-lived, so boxing the big variant would only make construction and matching noisier.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum OrderCommand {
     Place {
         order_id: OrderId,

@@ -159,7 +159,8 @@ pub struct PaymentState {
     pub failure: Option<PaymentFailureReason>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum PaymentCommand {
     CreateIntent {
         payment_id: PaymentId,

@@ -132,7 +132,8 @@ pub struct ProductState {
     pub discontinued: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum ProductCommand {
     Create {
         sku: Sku,

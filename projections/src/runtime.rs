@@ -126,6 +126,9 @@ impl Projector {
     async fn run_projection(&self, p: Arc<dyn Projection>, shutdown: CancellationToken) {
         let name = p.name();
         let mut backoff = Duration::from_millis(100);
+        // 1 while this process holds the projection's claim: summed over processes, exactly 1.
+        let held = metrics::gauge!("purser_projection_held", "projection" => name);
+        held.set(0.0);
         while !shutdown.is_cancelled() {
             let mut claim = match Claim::try_acquire(&self.pool, name).await {
                 Ok(Some(claim)) => claim,
@@ -141,9 +144,11 @@ impl Projector {
                 }
             };
             tracing::info!(projection = name, owner = %self.owner, "projection claimed");
+            held.set(1.0);
             let outcome = self.drive(&p, &mut claim, &shutdown, None).await;
             // Let go of the claim before anything else, so another projector can take over.
             claim.release(name).await;
+            held.set(0.0);
             match outcome {
                 Ok(Stop::Shutdown) => {
                     let _ = checkpoints::release(&self.pool, name, &self.owner).await;
