@@ -726,3 +726,234 @@ async fn an_exported_trace_follows_one_checkout_from_the_request_to_the_read_mod
         }
     }
 }
+
+/// Plays the replication a real replica does, all at once: copies every read-model table and
+/// the projection checkpoints from `primary` (one snapshot) to `replica` (one transaction), as
+/// a streaming replica that has replayed up to now would show them.
+async fn replicate(primary: &sqlx::PgPool, replica: &sqlx::PgPool) {
+    use futures::TryStreamExt;
+    let mut source = primary.begin().await.unwrap();
+    sqlx::query("set transaction isolation level repeatable read")
+        .execute(&mut *source)
+        .await
+        .unwrap();
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "select format('%I.%I', n.nspname, c.relname),
+                (select string_agg(quote_ident(a.attname), ', ' order by a.attnum)
+                   from pg_attribute a
+                  where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+                    and a.attgenerated = '')
+           from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          where c.relkind = 'r'
+            and (n.nspname in ('catalog', 'sales', 'analytics')
+                 or (n.nspname = 'purser' and c.relname = 'projection_checkpoints'))",
+    )
+    .fetch_all(&mut *source)
+    .await
+    .unwrap();
+    let mut target = replica.begin().await.unwrap();
+    let all: Vec<&str> = tables.iter().map(|(t, _)| t.as_str()).collect();
+    sqlx::query(&format!("truncate {}", all.join(", ")))
+        .execute(&mut *target)
+        .await
+        .unwrap();
+    for (table, columns) in &tables {
+        let rows: Vec<u8> = source
+            .copy_out_raw(&format!("copy {table} ({columns}) to stdout"))
+            .await
+            .unwrap()
+            .try_fold(Vec::new(), |mut all, chunk| async move {
+                all.extend_from_slice(&chunk);
+                Ok(all)
+            })
+            .await
+            .unwrap();
+        let mut copy = target
+            .copy_in_raw(&format!("copy {table} ({columns}) from stdin"))
+            .await
+            .unwrap();
+        copy.send(rows).await.unwrap();
+        copy.finish().await.unwrap();
+    }
+    target.commit().await.unwrap();
+}
+
+/// Queries read from `DATABASE_READ_URL` while commands write the primary. Read-your-writes
+/// still holds when that database lags: a query given a mutation's position waits until the
+/// read database has it (by its own checkpoints, which move in the same transaction as the
+/// rows), and answers `CONSISTENCY_TIMEOUT` rather than stale data if it never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_on_a_lagging_read_database_wait_for_the_position_they_were_given() {
+    let replica = purser_testkit::TestDb::new().await;
+    let replica_url = replica.url();
+    let app = support::spawn_app_with(
+        purser::app::Role::All,
+        &[
+            ("DATABASE_READ_URL", replica_url.as_str()),
+            ("PURSER_CONSISTENCY_TIMEOUT_MS", "20000"),
+        ],
+    )
+    .await;
+    let shop = Shop::new(&app).await;
+    let created = shop
+        .admin(
+            "mutation($i: ProductCreateInput!) { productCreate(input: $i) { position userErrors { code } } }",
+            json!({ "i": { "sku": "READ-1", "name": "Replica lamp", "brand": "Acme", "category": "Tests",
+                           "price": { "amount": 4_200, "currency": "USD" } } }),
+        )
+        .await;
+    let position = created["data"]["productCreate"]["position"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let read = |at: Option<String>| {
+        let (app, admin) = (&app, shop.admin.clone());
+        async move {
+            app.graphql_as(
+                &admin,
+                "query($at: String) { product(sku: \"READ-1\", minPosition: $at) { name price { amount } } }",
+                json!({ "at": at }),
+            )
+            .await
+        }
+    };
+    // The primary's catalog has it; the read database has nothing yet.
+    let primary = app.db.pool().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while sqlx::query_scalar::<_, i64>("select count(*) from catalog.products where sku = 'READ-1'")
+        .fetch_one(&primary)
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the primary's catalog never had it"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(read(None).await["data"]["product"], json!(null));
+    let replica_pool = replica.pool().await;
+    let before: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("select clock_timestamp()")
+        .fetch_one(&replica_pool)
+        .await
+        .unwrap();
+
+    // A query for that position waits while the read database lags, and answers once it has
+    // replayed up to it.
+    let waiting = tokio::spawn({
+        let url = app.url("/graphql");
+        let admin = shop.admin.clone();
+        let position = position.clone();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(admin)
+                .json(&json!({
+                    "query": "query($at: String) { product(sku: \"READ-1\", minPosition: $at) { name price { amount } } }",
+                    "variables": { "at": position } }))
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    });
+    // The query is in: its wait shows in the GraphQL metrics only when it ends, so watch the
+    // read database's sessions for the checkpoint poll instead.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let polling: bool = sqlx::query_scalar(
+            "select exists (select 1 from pg_stat_activity
+                            where datname = current_database() and pid <> pg_backend_pid()
+                              and query like '%projection_checkpoints%'
+                              and query_start > $1)",
+        )
+        .bind(before)
+        .fetch_one(&replica_pool)
+        .await
+        .unwrap();
+        if polling {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the query never asked the read database"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !waiting.is_finished(),
+        "answered before the read database had the write"
+    );
+    replicate(&primary, &replica_pool).await;
+    let answer = waiting.await.unwrap();
+    assert_eq!(
+        answer["data"]["product"],
+        json!({ "name": "Replica lamp", "price": { "amount": 4_200 } }),
+        "{answer}"
+    );
+    assert_eq!(
+        read(Some(position)).await["data"]["product"]["name"],
+        "Replica lamp"
+    );
+    // Both pools are sampled.
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for pool in ["primary", "read"] {
+        assert!(
+            sample(
+                &metrics,
+                "purser_db_pool_max_connections",
+                &[&format!("pool=\"{pool}\"")]
+            )
+            .is_some(),
+            "{pool} pool not sampled"
+        );
+    }
+}
+
+/// A read database that never catches up: the query with a position fails with a clear
+/// `CONSISTENCY_TIMEOUT` instead of answering from stale data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_database_that_never_catches_up_gives_a_consistency_timeout_not_stale_data() {
+    let replica = purser_testkit::TestDb::new().await;
+    let replica_url = replica.url();
+    let app = support::spawn_app_with(
+        purser::app::Role::All,
+        &[
+            ("DATABASE_READ_URL", replica_url.as_str()),
+            ("PURSER_CONSISTENCY_TIMEOUT_MS", "300"),
+        ],
+    )
+    .await;
+    let shop = Shop::new(&app).await;
+    let created = shop
+        .admin(
+            "mutation($i: ProductCreateInput!) { productCreate(input: $i) { position userErrors { code } } }",
+            json!({ "i": { "sku": "READ-2", "name": "Stale lamp", "brand": "Acme", "category": "Tests",
+                           "price": { "amount": 100, "currency": "USD" } } }),
+        )
+        .await;
+    let position = created["data"]["productCreate"]["position"].clone();
+    let r = app
+        .graphql_as(
+            &shop.admin,
+            "query($at: String) { product(sku: \"READ-2\", minPosition: $at) { name } }",
+            json!({ "at": position }),
+        )
+        .await;
+    assert_eq!(
+        r["errors"][0]["extensions"]["code"], "CONSISTENCY_TIMEOUT",
+        "{r}"
+    );
+    assert_eq!(r["data"]["product"], json!(null), "{r}");
+}
