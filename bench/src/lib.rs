@@ -106,7 +106,7 @@ impl Sizes {
             append_secs: 1.5,
             append_rounds: 1,
             log_products: 300,
-            log_events: 40_000,
+            log_events: 25_000,
             lag_rate: 1_000,
             lag_secs: 4.0,
             checkout_rates: vec![100, 250, 500, 750],

@@ -254,7 +254,16 @@ impl Projector {
         let mut to = mark.position;
         let mut applied = 0i64;
         let mut last_event_at = None;
-        let mut tx = self.pool.begin().await?;
+        // Read-model and process-manager writes commit without waiting for the WAL flush: they
+        // are derived from the durable log, and their checkpoint commits with them, so a
+        // Postgres crash can only lose a recent tail of rows and checkpoint together, which the
+        // projection then applies again. (Appends stay synchronous. Anything durable that
+        // depends on a batch, such as an append by a command the batch decided, flushes the WAL
+        // past the batch's commit record first.) Sent in the same round trip as BEGIN.
+        let mut tx = self
+            .pool
+            .begin_with("begin; set local synchronous_commit = off")
+            .await?;
         for item in batch {
             match item {
                 SubscriptionItem::Event(e) => {
