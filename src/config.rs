@@ -101,6 +101,14 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
         check_pg_url("DATABASE_URL", &database_url)?;
+        for var in [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ] {
+            if let Some(url) = get(var).filter(|s| !s.trim().is_empty()) {
+                check_otlp_url(var, &url)?;
+            }
+        }
         let database_read_url = get("DATABASE_READ_URL").filter(|s| !s.is_empty());
         if let Some(u) = &database_read_url {
             check_pg_url("DATABASE_READ_URL", u)?;
@@ -253,6 +261,23 @@ impl Config {
     }
 }
 
+/// An OTLP/HTTP endpoint must be an absolute http(s) URL; the exporter would otherwise fall back
+/// to localhost silently.
+fn check_otlp_url(var: &str, url: &str) -> Result<(), ConfigError> {
+    let parsed = url.trim().parse::<axum::http::Uri>().ok();
+    let ok = parsed.as_ref().is_some_and(|u| {
+        matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "{var} must be an http(s) URL like http://otel-collector:4318, not {:?}",
+            redact_url(url)
+        )))
+    }
+}
+
 fn check_pg_url(var: &str, url: &str) -> Result<(), ConfigError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(ConfigError(format!(
@@ -356,6 +381,22 @@ mod tests {
             .0;
         assert!(e.contains("DATABASE_URL must be a Postgres URL"), "{e}");
         assert!(!e.contains("hunter2"), "the password leaked: {e}");
+        let e = with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "otel-collector:4318")])
+            .unwrap_err()
+            .0;
+        assert!(
+            e.contains("OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL"),
+            "{e}"
+        );
+        let c = with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector:4318")]).unwrap();
+        assert!(c.telemetry.otlp);
+        assert!(!with(&[]).unwrap().telemetry.otlp, "off by default");
+        let off = with(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector:4318"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ])
+        .unwrap();
+        assert!(!off.telemetry.otlp);
         let e = with(&[("PURSER_DB_POOL_SIZE", "0")]).unwrap_err().0;
         assert!(e.contains("PURSER_DB_POOL_SIZE"), "{e}");
         assert!(!e.contains('\n'));
