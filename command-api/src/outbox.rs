@@ -113,43 +113,21 @@ impl Dispatcher {
     }
 
     /// Claims what is due and sends it. Returns how many rows were handled.
-    ///
-    /// Rows whose command is done are deleted together at the end of the round, in one
-    /// statement: the next row of the same key becomes eligible only then, which is no later
-    /// than before (the next claim waits for the round anyway). A crash before that delete
-    /// sends those commands again, which appends nothing.
     pub async fn round(&self) -> Result<usize, sqlx::Error> {
         let jobs = self.claim().await?;
         let n = jobs.len();
-        let results: Vec<Result<Option<uuid::Uuid>, sqlx::Error>> = futures::stream::iter(jobs)
+        let results: Vec<Result<(), sqlx::Error>> = futures::stream::iter(jobs)
             .map(|job| async move {
-                match self.executor.execute(&job).await {
-                    Outcome::Done => Ok(Some(job.id)),
-                    other => self.finish(&job, other).await.map(|()| None),
-                }
+                let outcome = self.executor.execute(&job).await;
+                self.finish(&job, outcome).await
             })
             .buffer_unordered(self.opts.concurrency)
             .collect()
             .await;
-        let mut done = Vec::with_capacity(n);
-        let mut failed = None;
         for r in results {
-            match r {
-                Ok(Some(id)) => done.push(id),
-                Ok(None) => {}
-                Err(e) => failed = Some(e),
-            }
+            r?;
         }
-        if !done.is_empty() {
-            sqlx::query("delete from purser.outbox where id = any($1)")
-                .bind(&done)
-                .execute(&self.pool)
-                .await?;
-        }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(n),
-        }
+        Ok(n)
     }
 
     async fn claim(&self) -> Result<Vec<Job>, sqlx::Error> {
