@@ -92,12 +92,18 @@ pub fn router(state: HttpState) -> Router {
 /// The query string is left out: GraphQL GET requests carry variables there.
 fn request_span(request: &axum::extract::Request) -> tracing::Span {
     let headers = request.headers();
-    let span = tracing::info_span!(
-        "request",
-        method = %request.method(),
-        path = request.uri().path(),
-        correlation_id = header_correlation_id(headers).map(tracing::field::display),
-    );
+    let path = request.uri().path();
+    // Probes and scrapes are debug spans: the default export filter leaves them out.
+    let span = if matches!(path, "/health" | "/ready" | "/metrics") {
+        tracing::debug_span!("request", method = %request.method(), path)
+    } else {
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path,
+            correlation_id = header_correlation_id(headers).map(tracing::field::display),
+        )
+    };
     if let Some(traceparent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
         crate::telemetry::continue_remote_trace(&span, traceparent);
     }
@@ -109,6 +115,7 @@ fn header_correlation_id(headers: &HeaderMap) -> Option<Uuid> {
         .get("x-correlation-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| Uuid::parse_str(v.trim()).ok())
+        .filter(|id| !id.is_nil())
 }
 
 /// A JSON error body: `{"errors":[{"message":…,"extensions":{"code":…}}]}`.
@@ -186,13 +193,7 @@ fn command_context(headers: &HeaderMap) -> CommandContext {
     ctx.trace_id = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split('-').nth(1))
-        .filter(|t| {
-            t.len() == 32
-                && t.chars().all(|c| c.is_ascii_hexdigit())
-                && t.bytes().any(|b| b != b'0')
-        })
-        .map(str::to_owned);
+        .and_then(crate::telemetry::remote_trace_id);
     if let Some(id) = header_correlation_id(headers)
         .or_else(|| {
             ctx.trace_id

@@ -74,6 +74,9 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<Telemetry> {
         .map_err(|e| anyhow::anyhow!("cannot set up the OTLP exporter: {e}"))?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
+        // Every span: trace ids made from correlation UUIDs would defeat a ratio sampler (its
+        // decision reads bits a UUID fixes), so sampling belongs in the collector.
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
         .with_resource(
             opentelemetry_sdk::Resource::builder()
                 .with_service_name(config.service_name.clone())
@@ -81,8 +84,18 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<Telemetry> {
         )
         .build();
     let tracer = provider.tracer("purser");
-    let otlp_filter = EnvFilter::try_new(&config.otlp_filter)
+    let mut otlp_filter = EnvFilter::try_new(&config.otlp_filter)
         .map_err(|e| anyhow::anyhow!("PURSER_OTLP_FILTER: {e}"))?;
+    // The exporter's own HTTP client must not export spans about exporting spans.
+    for quiet in [
+        "hyper=off",
+        "hyper_util=off",
+        "reqwest=off",
+        "h2=off",
+        "opentelemetry=off",
+    ] {
+        otlp_filter = otlp_filter.add_directive(quiet.parse().expect("a valid directive"));
+    }
     let traces = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .and_then(CorrelatedTraces)
@@ -108,14 +121,26 @@ pub fn current_trace_uuid() -> Option<uuid::Uuid> {
         .then(|| uuid::Uuid::from_bytes(trace.trace_id().to_bytes()))
 }
 
-/// Sets the parent of `span` from a W3C `traceparent` header value, so a caller's trace
-/// continues through Purser. A no-op when spans are not exported or the header is malformed.
-pub fn continue_remote_trace(span: &tracing::Span, traceparent: &str) {
+/// A caller's W3C `traceparent`, when it is valid by the W3C rules (the same parser that
+/// continues the trace decides, so the two never disagree).
+pub fn remote_trace(traceparent: &str) -> Option<opentelemetry::Context> {
     use opentelemetry::propagation::TextMapPropagator;
     let carrier =
         std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
     let context = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
-    if context.span().span_context().is_valid() {
+    let valid = context.span().span_context().is_valid();
+    valid.then_some(context)
+}
+
+/// The trace id of a valid `traceparent`, as 32 lower-case hex digits.
+pub fn remote_trace_id(traceparent: &str) -> Option<String> {
+    remote_trace(traceparent).map(|c| c.span().span_context().trace_id().to_string())
+}
+
+/// Sets the parent of `span` from a W3C `traceparent` header value, so a caller's trace
+/// continues through Purser. A no-op when spans are not exported or the header is invalid.
+pub fn continue_remote_trace(span: &tracing::Span, traceparent: &str) {
+    if let Some(context) = remote_trace(traceparent) {
         span.set_parent(context);
     }
 }
@@ -135,10 +160,15 @@ where
         let Some(correlation) = found.0 else { return };
         let Some(span) = ctx.span(id) else { return };
         let mut extensions = span.extensions_mut();
+        let trace_id = TraceId::from_bytes(correlation.into_bytes());
+        if trace_id == TraceId::INVALID {
+            // The nil UUID is no trace id: the span keeps the random one it has.
+            return;
+        }
         if let Some(data) = extensions.get_mut::<OtelData>()
             && !data.parent_cx.has_active_span()
         {
-            data.builder.trace_id = Some(TraceId::from_bytes(correlation.into_bytes()));
+            data.builder.trace_id = Some(trace_id);
         }
     }
 }
@@ -155,6 +185,30 @@ impl Visit for CorrelationField {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "correlation_id" {
             self.0 = uuid::Uuid::parse_str(value).ok();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_valid_traceparent_gives_a_trace_id() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            remote_trace_id(&format!("00-{id}-00f067aa0ba902b7-01")).as_deref(),
+            Some(id)
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736",
+            "",
+        ] {
+            assert_eq!(remote_trace_id(bad), None, "{bad}");
         }
     }
 }

@@ -868,6 +868,7 @@ async fn queries_on_a_lagging_read_database_wait_for_the_position_they_were_give
             "select exists (select 1 from pg_stat_activity
                             where datname = current_database() and pid <> pg_backend_pid()
                               and query like '%projection_checkpoints%'
+                              and query not like '%pg_stat_activity%'
                               and query_start > $1)",
         )
         .bind(before)

@@ -145,7 +145,14 @@ impl Projector {
             };
             tracing::info!(projection = name, owner = %self.owner, "projection claimed");
             held.set(1.0);
-            let outcome = self.drive(&p, &mut claim, &shutdown, None).await;
+            // A reset underneath (or a lost compare-and-set) means: reload the checkpoint and go
+            // on, still holding the claim, so no other process can slip in between.
+            let outcome = loop {
+                match self.drive(&p, &mut claim, &shutdown, None).await {
+                    Ok(Stop::Restart) => continue,
+                    other => break other,
+                }
+            };
             // Let go of the claim before anything else, so another projector can take over.
             claim.release(name).await;
             held.set(0.0);
@@ -257,9 +264,10 @@ impl Projector {
         // Read-model and process-manager writes commit without waiting for the WAL flush: they
         // are derived from the durable log, and their checkpoint commits with them, so a
         // Postgres crash can only lose a recent tail of rows and checkpoint together, which the
-        // projection then applies again. (Appends stay synchronous. Anything durable that
-        // depends on a batch, such as an append by a command the batch decided, flushes the WAL
-        // past the batch's commit record first.) Sent in the same round trip as BEGIN.
+        // projection then applies again. Appends stay synchronous. On the Postgres store an
+        // append by a command the batch decided flushes the WAL past the batch's commit record
+        // first; on either store a batch applied again decides the same deterministic outbox
+        // and command ids, so nothing is appended twice. Sent in the same round trip as BEGIN.
         let mut tx = self
             .pool
             .begin_with("begin; set local synchronous_commit = off")
