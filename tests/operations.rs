@@ -786,7 +786,7 @@ async fn replicate(primary: &sqlx::PgPool, replica: &sqlx::PgPool) {
 async fn queries_on_a_lagging_read_database_wait_for_the_position_they_were_given() {
     let replica = purser_testkit::TestDb::new().await;
     let replica_url = replica.url();
-    let app = support::spawn_app_with(
+    let mut app = support::spawn_app_with(
         purser::app::Role::All,
         &[
             ("DATABASE_READ_URL", replica_url.as_str()),
@@ -920,6 +920,8 @@ async fn queries_on_a_lagging_read_database_wait_for_the_position_they_were_give
             "{pool} pool not sampled"
         );
     }
+    // Stopped before the databases are dropped, so no connection races their removal.
+    app.stop().await;
 }
 
 /// A read database that never catches up: the query with a position fails with a clear
@@ -928,7 +930,7 @@ async fn queries_on_a_lagging_read_database_wait_for_the_position_they_were_give
 async fn a_read_database_that_never_catches_up_gives_a_consistency_timeout_not_stale_data() {
     let replica = purser_testkit::TestDb::new().await;
     let replica_url = replica.url();
-    let app = support::spawn_app_with(
+    let mut app = support::spawn_app_with(
         purser::app::Role::All,
         &[
             ("DATABASE_READ_URL", replica_url.as_str()),
@@ -957,4 +959,5 @@ async fn a_read_database_that_never_catches_up_gives_a_consistency_timeout_not_s
         "{r}"
     );
     assert_eq!(r["data"]["product"], json!(null), "{r}");
+    app.stop().await;
 }
