@@ -12,5 +12,8 @@ cargo fmt --all --check
 say "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 say "cargo test"
-cargo test --workspace --locked -- --test-threads="${PURSER_TEST_THREADS:-4}"
+# Three tests at a time per test binary: each test runs whole Purser processes (pools, projection
+# claims), and four heavy tests side by side came within a few connections of Postgres's default
+# max_connections (100). PURSER_TEST_THREADS overrides.
+cargo test --workspace --locked -- --test-threads="${PURSER_TEST_THREADS:-3}"
 say "all checks passed"

@@ -342,22 +342,8 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             )
             .with_trace(services.trace.clone().expect("started above")),
         );
-        // The dispatcher's own bookkeeping (claims, deletes, retries) has a small pool of its
-        // own, so a burst of sends cannot take every connection queries need, and commits
-        // without waiting for the WAL flush: losing a recent claim or delete in a Postgres
-        // crash only means sending an idempotent command again. The commands themselves go
-        // through the bus and the event store's pool, and their appends are synchronous.
-        let outbox_pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(
-                services
-                    .config
-                    .pg_options()
-                    .options([("synchronous_commit", "off")]),
-            );
         let dispatcher = Dispatcher::new(
-            outbox_pool,
+            services.pool.clone(),
             executor,
             services.checkpoints.subscribe(),
             DispatcherOptions {

@@ -195,6 +195,9 @@ pub fn purser_command(db_url: &str) -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", db_url)
         .env("PURSER_HTTP_ADDR", "127.0.0.1:0")
+        // As the in-process apps: tests run side by side on one Postgres, whose default
+        // max_connections (100) several 16-connection processes would exhaust.
+        .env("PURSER_DB_POOL_SIZE", "8")
         .env(
             "PURSER_LOG",
             std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
