@@ -307,24 +307,14 @@ async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
             )
             .await?;
             print!("{report}");
-            match report.exit_code() {
-                0 => {}
-                2 => {
-                    return Err(ExitWith {
-                        code: 2,
-                        message:
-                            "replay: the live read models could not be lined up with the replay"
-                                .into(),
-                    }
-                    .into());
-                }
-                code => {
-                    return Err(ExitWith {
-                        code,
-                        message: format!("replay: {} table(s) differ", report.differing()),
-                    }
-                    .into());
-                }
+            let code = report.exit_code();
+            if code != 0 {
+                let message = if code == 2 {
+                    "replay: the live read models could not be lined up with the replay".into()
+                } else {
+                    format!("replay: {} table(s) differ", report.differing())
+                };
+                return Err(ExitWith { code, message }.into());
             }
             Ok(())
         }

@@ -101,12 +101,14 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
         check_pg_url("DATABASE_URL", &database_url)?;
+        let mut otlp_endpoint = false;
         for var in [
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         ] {
             if let Some(url) = get(var).filter(|s| !s.trim().is_empty()) {
                 check_otlp_url(var, &url)?;
+                otlp_endpoint = true;
             }
         }
         let database_read_url = get("DATABASE_READ_URL").filter(|s| !s.is_empty());
@@ -211,12 +213,7 @@ impl Config {
             telemetry: crate::telemetry::TelemetryConfig {
                 log_filter: get("PURSER_LOG").unwrap_or_else(|| "info,sqlx=warn".into()),
                 log_json: get("PURSER_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json")),
-                otlp: [
-                    "OTEL_EXPORTER_OTLP_ENDPOINT",
-                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                ]
-                .iter()
-                .any(|v| get(v).is_some_and(|s| !s.trim().is_empty()))
+                otlp: otlp_endpoint
                     && !get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")),
                 otlp_filter: get("PURSER_OTLP_FILTER")
                     .unwrap_or_else(|| "info,purser_projections=debug,sqlx=warn".into()),

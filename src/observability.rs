@@ -188,9 +188,11 @@ pub async fn sample_gauges(
         if command_side {
             let counts: Result<(i64, i64, i64, i64), sqlx::Error> = sqlx::query_as(
                 "select (select count(*) from purser.outbox),
-                        (select count(*) from purser.deadlines),
-                        (select count(*) from purser.deadlines where due_at < now()),
-                        (select count(*) from purser.notification_queue)",
+                        d.pending, d.overdue,
+                        (select count(*) from purser.notification_queue)
+                 from (select count(*) as pending,
+                              count(*) filter (where due_at < now()) as overdue
+                       from purser.deadlines) d",
             )
             .fetch_one(&pool)
             .await;

@@ -155,19 +155,21 @@ where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        // Most spans are children: settle that before looking at any field.
+        let Some(data) = extensions
+            .get_mut::<OtelData>()
+            .filter(|d| !d.parent_cx.has_active_span())
+        else {
+            return;
+        };
         let mut found = CorrelationField(None);
         attrs.record(&mut found);
         let Some(correlation) = found.0 else { return };
-        let Some(span) = ctx.span(id) else { return };
-        let mut extensions = span.extensions_mut();
         let trace_id = TraceId::from_bytes(correlation.into_bytes());
-        if trace_id == TraceId::INVALID {
-            // The nil UUID is no trace id: the span keeps the random one it has.
-            return;
-        }
-        if let Some(data) = extensions.get_mut::<OtelData>()
-            && !data.parent_cx.has_active_span()
-        {
+        // The nil UUID is no trace id: the span keeps the random one it has.
+        if trace_id != TraceId::INVALID {
             data.builder.trace_id = Some(trace_id);
         }
     }

@@ -9,20 +9,8 @@ use std::time::Duration;
 use purser_projections::{Checkpoints, table_checksum};
 use serde_json::json;
 use support::shop::{CARD_DECLINED, CARD_OK, Shop, address};
-use support::{Binary, TEST_JWT_SECRET, purser_command, spawn_app};
+use support::{Binary, TEST_JWT_SECRET, purser_command, sample, spawn_app};
 use uuid::Uuid;
-
-/// The sum of every sample of `name` whose labels include all of `labels` (other labels,
-/// such as the operation name, split a series into several lines), or None if there is none.
-fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    metrics
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|lab| l.contains(lab)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_show_requests_commands_projections_and_business_after_a_checkout() {
@@ -35,15 +23,7 @@ async fn metrics_show_requests_commands_projections_and_business_after_a_checkou
     shop.wait_for_status(&failed, &["CANCELLED"]).await;
     app.settle().await;
 
-    let body = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = app.metrics().await;
     let at_least = |name: &str, labels: &[&str], min: f64| {
         let v = sample(&body, name, labels)
             .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{body}"));
@@ -459,17 +439,7 @@ async fn sigterm_under_load_fails_no_accepted_request_and_loses_no_event() {
     let server = serve(port);
     app.addr = format!("127.0.0.1:{port}").parse().unwrap();
     let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while client
-        .get(format!("http://127.0.0.1:{port}/ready"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_until_ready(&client, app.addr).await;
 
     // Shoppers check out continuously; SIGTERM lands in the middle.
     let shop = Shop {
@@ -529,17 +499,7 @@ async fn sigterm_under_load_fails_no_accepted_request_and_loses_no_event() {
 
     // Restart: every accepted order is there and completes.
     let _again = serve(port);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while client
-        .get(format!("http://127.0.0.1:{port}/ready"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never ready again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait_until_ready(&client, app.addr).await;
     for order in &accepted {
         shop.wait_for_status(order, &["CONFIRMED"]).await;
     }
@@ -640,18 +600,7 @@ async fn an_exported_trace_follows_one_checkout_from_the_request_to_the_read_mod
         .arg("serve");
     let _server = Binary::spawn(cmd);
     app.addr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while app
-        .http
-        .get(app.url("/ready"))
-        .send()
-        .await
-        .map(|r| r.status() != 200)
-        .unwrap_or(true)
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.wait_until_ready().await;
     let shop = Shop {
         app: &app,
         admin: admin.clone(),
@@ -778,34 +727,48 @@ async fn replicate(primary: &sqlx::PgPool, replica: &sqlx::PgPool) {
     target.commit().await.unwrap();
 }
 
+/// An app whose queries read from a database of their own (`DATABASE_READ_URL`), which
+/// nothing fills unless the test calls `replicate`. Returns that database too, to keep it.
+async fn app_reading_from_another_database(
+    consistency_timeout_ms: u64,
+) -> (purser_testkit::TestDb, support::TestApp) {
+    let replica = purser_testkit::TestDb::new().await;
+    let (url, timeout) = (replica.url(), consistency_timeout_ms.to_string());
+    let app = support::spawn_app_with(
+        purser::app::Role::All,
+        &[
+            ("DATABASE_READ_URL", url.as_str()),
+            ("PURSER_CONSISTENCY_TIMEOUT_MS", timeout.as_str()),
+        ],
+    )
+    .await;
+    (replica, app)
+}
+
+/// Creates a product through the mutation; returns the position it was appended at.
+async fn created_at(shop: &Shop<'_>, sku: &str, name: &str, price: i64) -> String {
+    let created = shop
+        .admin(
+            "mutation($i: ProductCreateInput!) { productCreate(input: $i) { position userErrors { code } } }",
+            json!({ "i": { "sku": sku, "name": name, "brand": "Acme", "category": "Tests",
+                           "price": { "amount": price, "currency": "USD" } } }),
+        )
+        .await;
+    created["data"]["productCreate"]["position"]
+        .as_str()
+        .expect("a position")
+        .to_owned()
+}
+
 /// Queries read from `DATABASE_READ_URL` while commands write the primary. Read-your-writes
 /// still holds when that database lags: a query given a mutation's position waits until the
 /// read database has it (by its own checkpoints, which move in the same transaction as the
 /// rows), and answers `CONSISTENCY_TIMEOUT` rather than stale data if it never does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_on_a_lagging_read_database_wait_for_the_position_they_were_given() {
-    let replica = purser_testkit::TestDb::new().await;
-    let replica_url = replica.url();
-    let mut app = support::spawn_app_with(
-        purser::app::Role::All,
-        &[
-            ("DATABASE_READ_URL", replica_url.as_str()),
-            ("PURSER_CONSISTENCY_TIMEOUT_MS", "20000"),
-        ],
-    )
-    .await;
+    let (replica, mut app) = app_reading_from_another_database(20_000).await;
     let shop = Shop::new(&app).await;
-    let created = shop
-        .admin(
-            "mutation($i: ProductCreateInput!) { productCreate(input: $i) { position userErrors { code } } }",
-            json!({ "i": { "sku": "READ-1", "name": "Replica lamp", "brand": "Acme", "category": "Tests",
-                           "price": { "amount": 4_200, "currency": "USD" } } }),
-        )
-        .await;
-    let position = created["data"]["productCreate"]["position"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let position = created_at(&shop, "READ-1", "Replica lamp", 4_200).await;
     let read = |at: Option<String>| {
         let (app, admin) = (&app, shop.admin.clone());
         async move {
@@ -900,15 +863,7 @@ async fn queries_on_a_lagging_read_database_wait_for_the_position_they_were_give
         "Replica lamp"
     );
     // Both pools are sampled.
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for pool in ["primary", "read"] {
         assert!(
             sample(
@@ -928,25 +883,9 @@ async fn queries_on_a_lagging_read_database_wait_for_the_position_they_were_give
 /// `CONSISTENCY_TIMEOUT` instead of answering from stale data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_database_that_never_catches_up_gives_a_consistency_timeout_not_stale_data() {
-    let replica = purser_testkit::TestDb::new().await;
-    let replica_url = replica.url();
-    let mut app = support::spawn_app_with(
-        purser::app::Role::All,
-        &[
-            ("DATABASE_READ_URL", replica_url.as_str()),
-            ("PURSER_CONSISTENCY_TIMEOUT_MS", "300"),
-        ],
-    )
-    .await;
+    let (_replica, mut app) = app_reading_from_another_database(300).await;
     let shop = Shop::new(&app).await;
-    let created = shop
-        .admin(
-            "mutation($i: ProductCreateInput!) { productCreate(input: $i) { position userErrors { code } } }",
-            json!({ "i": { "sku": "READ-2", "name": "Stale lamp", "brand": "Acme", "category": "Tests",
-                           "price": { "amount": 100, "currency": "USD" } } }),
-        )
-        .await;
-    let position = created["data"]["productCreate"]["position"].clone();
+    let position = created_at(&shop, "READ-2", "Stale lamp", 100).await;
     let r = app
         .graphql_as(
             &shop.admin,

@@ -97,19 +97,8 @@ async fn a_subscriber_sees_every_status_change_of_an_order_in_order() {
 
     let mut ws = connect(app.addr, &shop.admin).await;
     // The open connection shows in the metrics.
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let open: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("purser_websocket_connections "))
-        .and_then(|v| v.trim().parse().ok())
+    let metrics = app.metrics().await;
+    let open = support::sample(&metrics, "purser_websocket_connections", &[])
         .unwrap_or_else(|| panic!("no websocket gauge in\n{metrics}"));
     assert!(open >= 1.0, "{open} open websockets");
     send(

@@ -998,6 +998,7 @@ async fn queries(
 /// as `value total s / count = mean ms`, summed over the histogram's other labels.
 fn time_by(metrics: &str, metric: &str, label: &str, top: usize) -> String {
     let mut by: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    let label = format!("{label}=\"");
     for (suffix, slot) in [("_sum", 0), ("_count", 1)] {
         let name = format!("{metric}{suffix}{{");
         for line in metrics.lines().filter(|l| l.starts_with(&name)) {
@@ -1006,7 +1007,7 @@ fn time_by(metrics: &str, metric: &str, label: &str, top: usize) -> String {
             };
             let Some(key) = labels
                 .split(',')
-                .find_map(|l| l.strip_prefix(&format!("{label}=\"")))
+                .find_map(|l| l.strip_prefix(label.as_str()))
                 .map(|v| v.trim_end_matches('"').to_owned())
             else {
                 continue;

@@ -87,6 +87,24 @@ impl TestApp {
             .expect("JSON body")
     }
 
+    /// The `/metrics` page, as Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request sent")
+            .text()
+            .await
+            .expect("a text body")
+    }
+
+    /// Waits until whatever serves `self.addr` (this app, or a binary it was pointed at)
+    /// answers `/ready` with 200.
+    pub async fn wait_until_ready(&self) {
+        wait_until_ready(&self.http, self.addr).await;
+    }
+
     pub fn services(&self) -> &purser::app::Services {
         &self.running.as_ref().expect("running").services
     }
@@ -252,4 +270,31 @@ pub fn run_with_timeout(mut cmd: Command, limit: Duration) -> (Option<i32>, Stri
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits (up to 30 s) until the server at `addr` answers `/ready` with 200.
+pub async fn wait_until_ready(http: &reqwest::Client, addr: std::net::SocketAddr) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while http
+        .get(format!("http://{addr}/ready"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{addr} never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The sum of every sample of the Prometheus metric `name` whose labels include all of
+/// `labels` (other labels split a series into several lines), or None if there is none.
+pub fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|lab| l.contains(lab)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
 }
