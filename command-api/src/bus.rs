@@ -5,9 +5,12 @@
 //! from the store, and the bus reloads and decides again, a bounded number of times with
 //! jittered backoff.
 //!
-//! Loading. Aggregate states are cached per stream with the version they reflect; a load reads
-//! only the events after that version. The cache is an optimisation only: the append's
-//! expected version is what guarantees correctness, so a stale entry costs one retry.
+//! Loading. Aggregate states are cached per stream with the version they reflect. A command
+//! first decides on the cached state without reading the stream at all (one round trip fewer
+//! per command); a load reads only the events after the cached version. The cache is an
+//! optimisation only: the append's expected version is what guarantees correctness, so a stale
+//! entry costs one more read, and a refusal or no-op decided on an unread entry is decided
+//! again on the stream as stored before the caller hears of it.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -104,17 +107,7 @@ impl CommandBus {
         A: Aggregate,
         A::State: Send + Sync + 'static,
     {
-        let cached = {
-            let cache = self.cache.lock().expect("cache lock");
-            cache.get(stream.as_str()).and_then(|c| {
-                c.state
-                    .clone()
-                    .downcast::<A::State>()
-                    .ok()
-                    .map(|s| ((*s).clone(), c.version, c.position))
-            })
-        };
-        let (mut state, mut version, mut position, from) = match cached {
+        let (mut state, mut version, mut position, from) = match self.cached::<A>(stream) {
             Some((s, v, p)) => (s, Some(v), Some(p), v + 1),
             None => (A::State::default(), None, None, 0),
         };
@@ -138,6 +131,22 @@ impl CommandBus {
             self.remember(stream, v, p, &state);
         }
         Ok((state, version, position))
+    }
+
+    /// The cached state of a stream, its version and last position, without asking the store.
+    fn cached<A>(&self, stream: &StreamName) -> Option<(A::State, u64, Position)>
+    where
+        A: Aggregate,
+        A::State: Send + Sync + 'static,
+    {
+        let cache = self.cache.lock().expect("cache lock");
+        cache.get(stream.as_str()).and_then(|c| {
+            c.state
+                .clone()
+                .downcast::<A::State>()
+                .ok()
+                .map(|s| ((*s).clone(), c.version, c.position))
+        })
     }
 
     fn remember<S: Clone + Send + Sync + 'static>(
@@ -253,19 +262,51 @@ impl CommandBus {
     {
         let _serialised = self.stripe(stream).lock().await;
         let mut backoff = Duration::from_millis(2);
-        for attempt in 0..self.max_attempts {
-            if attempt > 0 {
+        // The first attempt decides on the cached state without reading the stream: commands on
+        // a stream are serialised in this process, so the entry is current unless another
+        // process wrote, and then the append's expected version refuses it. Only an append
+        // proves the state current, so a refusal or a no-op decided on an unread cache entry is
+        // decided again on the stream as stored before it is reported.
+        let mut trust_cache = true;
+        let mut retry = false;
+        for _ in 0..self.max_attempts {
+            if retry {
                 metrics::counter!("purser_command_retries_total", "aggregate" => A::CATEGORY, "command" => command)
                     .increment(1);
             }
-            let (state, version, position) =
-                self.load::<A>(stream).await.map_err(CommandError::Store)?;
+            retry = true;
+            let unread = if trust_cache {
+                self.cached::<A>(stream)
+            } else {
+                None
+            };
+            trust_cache = false;
+            let from_cache = unread.is_some();
+            let (state, version, position) = match unread {
+                Some((state, version, position)) => (state, Some(version), Some(position)),
+                None => self.load::<A>(stream).await.map_err(CommandError::Store)?,
+            };
             let mut events = Vec::new();
             let mut next = state.clone();
+            let mut refused = None;
             for command in &commands {
-                let decided = A::decide(&next, command.clone()).map_err(CommandError::Domain)?;
-                next = decided.iter().fold(next, A::evolve);
-                events.extend(decided);
+                match A::decide(&next, command.clone()) {
+                    Ok(decided) => {
+                        next = decided.iter().fold(next, A::evolve);
+                        events.extend(decided);
+                    }
+                    Err(e) => {
+                        refused = Some(e);
+                        break;
+                    }
+                }
+            }
+            if from_cache && (refused.is_some() || events.is_empty()) {
+                retry = false;
+                continue;
+            }
+            if let Some(e) = refused {
+                return Err(CommandError::Domain(e));
             }
             if events.is_empty() {
                 return Ok(Executed {
@@ -320,6 +361,12 @@ impl CommandBus {
                         version: Some(outcome.last_version),
                         position: Some(outcome.last_position),
                     });
+                }
+                Err(StoreError::WrongExpectedVersion { .. }) if from_cache => {
+                    // Another process wrote since this process last did: read and decide again
+                    // at once (not a race between writers, so no pause).
+                    self.forget(stream);
+                    retry = false;
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => {
                     metrics::counter!("purser_command_conflicts_total", "aggregate" => A::CATEGORY, "command" => command)
