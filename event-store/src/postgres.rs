@@ -14,9 +14,19 @@
 //! arrive while one is in flight, or within 5 ms of the last, are folded into the next. A
 //! listener task turns notifications from other processes into wake-ups. Subscribers also
 //! re-read on a slow timer, so a lost notification costs latency, never an event.
+//!
+//! One reader for the live tail. A process runs many subscribers (every projection and process
+//! manager), and once they have caught up they all want the same few new events. Instead of
+//! each of them querying the log on every wake-up, one task per store reads the newest stretch
+//! of the log (every category, same query, same horizon) into a shared window of the last few
+//! thousand events; a subscriber whose position lies inside the window takes its events from
+//! there, filtering in memory. The window only ever holds a contiguous run of visible events in
+//! log order, so a subscriber served from it sees exactly what its own query would have
+//! returned. A subscriber outside the window (catching up, or fallen behind it) reads its own
+//! pages as before until it reaches the window.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -34,6 +44,9 @@ use crate::{
 /// The shortest gap between two NOTIFYs from one process: caps the extra transactions at
 /// 200/s however fast appends come, for at most 5 ms more cross-process latency.
 const NOTIFY_MIN_INTERVAL: Duration = Duration::from_millis(5);
+
+/// How many of the newest events the shared tail window keeps (see the module docs).
+const TAIL_WINDOW: usize = 4_000;
 
 /// The NOTIFY channel that announces new events.
 pub const EVENTS_CHANNEL: &str = "purser_events";
@@ -78,6 +91,28 @@ struct Wake {
     notify_kick: Notify,
     sender_started: OnceCell<()>,
     listener_started: OnceCell<()>,
+    /// The shared tail window, while a reader task keeps it (see [`TailWindow`]).
+    tail: Mutex<Option<watch::Receiver<Arc<TailWindow>>>>,
+}
+
+/// The newest stretch of the log, as one reader task last read it: every visible event after
+/// `start` up to and including `end`, in log order, with nothing left out.
+struct TailWindow {
+    start: Position,
+    end: Position,
+    events: Vec<Arc<RecordedEvent>>,
+}
+
+impl TailWindow {
+    fn covers(&self, position: Position) -> bool {
+        self.start <= position && position <= self.end
+    }
+
+    /// The events after `position`, which the window covers.
+    fn after(&self, position: Position) -> &[Arc<RecordedEvent>] {
+        let from = self.events.partition_point(|e| e.position <= position);
+        &self.events[from..]
+    }
 }
 
 impl Wake {
@@ -102,6 +137,7 @@ impl PgEventStore {
                 notify_kick: Notify::new(),
                 sender_started: OnceCell::new(),
                 listener_started: OnceCell::new(),
+                tail: Mutex::new(None),
             }),
         }
     }
@@ -144,6 +180,118 @@ impl PgEventStore {
                     // were woken directly already).
                     tokio::time::sleep(NOTIFY_MIN_INTERVAL).await;
                 }
+            }
+        }
+    }
+
+    /// The shared tail window, starting its reader task when none is running.
+    fn tail_window(&self) -> watch::Receiver<Arc<TailWindow>> {
+        let mut slot = self.wake.tail.lock().expect("tail lock");
+        if let Some(rx) = slot.as_ref()
+            && rx.has_changed().is_ok()
+        {
+            return rx.clone();
+        }
+        // Covers no position until the reader has found where the log ends.
+        let unknown = TailWindow {
+            start: Position {
+                commit: u64::MAX,
+                prepare: u64::MAX,
+            },
+            end: Position::START,
+            events: Vec::new(),
+        };
+        let (window, rx) = watch::channel(Arc::new(unknown));
+        *slot = Some(rx.clone());
+        let store = self.clone();
+        tokio::spawn(async move { store.run_tail_reader(window).await });
+        rx
+    }
+
+    /// Keeps the shared tail window: reads every event after it (one query for the whole
+    /// process) whenever new events may be visible. Stops when no subscriber holds the window.
+    async fn run_tail_reader(self, window: watch::Sender<Arc<TailWindow>>) {
+        let mut ticks = self.wake.tick.subscribe();
+        let mut error_backoff = Duration::from_millis(50);
+        let mut held_backoff = Duration::from_millis(2);
+        let mut started = false;
+        let (mut start, mut end) = (Position::START, Position::START);
+        let mut events: Vec<Arc<RecordedEvent>> = Vec::new();
+        loop {
+            {
+                // The store's own receiver is the one left when every subscriber has gone;
+                // checked under the lock that hands out receivers, so none is handed out from
+                // a reader that is stopping.
+                let mut slot = self.wake.tail.lock().expect("tail lock");
+                if window.receiver_count() <= 1 || self.pool.is_closed() {
+                    *slot = None;
+                    return;
+                }
+            }
+            ticks.borrow_and_update();
+            if !started {
+                // The window starts at the newest visible event; subscribers behind it read
+                // their own pages until they reach it.
+                match self.head().await {
+                    Ok(head) => {
+                        started = true;
+                        start = head.map_or(Position::START, |h| h.position);
+                        end = start;
+                        window.send_replace(Arc::new(TailWindow {
+                            start,
+                            end,
+                            events: Vec::new(),
+                        }));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "log tail reader cannot read the head; retrying");
+                        tokio::time::sleep(error_backoff).await;
+                        error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+            }
+            let page = match self
+                .fetch_page(end, self.opts.batch_size, &EventFilter::all())
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "log tail read failed; retrying");
+                    tokio::time::sleep(error_backoff).await;
+                    error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            error_backoff = Duration::from_millis(50);
+            let full = page.events.len() >= self.opts.batch_size;
+            if let Some(last) = page.events.last() {
+                held_backoff = Duration::from_millis(2);
+                end = last.position;
+                events.extend(page.events.into_iter().map(Arc::new));
+                if events.len() > TAIL_WINDOW {
+                    let cut = events.len() - TAIL_WINDOW;
+                    start = events[cut - 1].position;
+                    events.drain(..cut);
+                }
+                window.send_replace(Arc::new(TailWindow {
+                    start,
+                    end,
+                    events: events.clone(),
+                }));
+            }
+            if full {
+                continue;
+            }
+            if page.held_back {
+                tokio::time::sleep(held_backoff).await;
+                held_backoff = (held_backoff * 2).min(Duration::from_millis(100));
+                continue;
+            }
+            held_backoff = Duration::from_millis(2);
+            tokio::select! {
+                changed = ticks.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(self.opts.idle_poll) => {}
             }
         }
     }
@@ -583,10 +731,41 @@ impl PgEventStore {
     ) {
         self.ensure_listener().await;
         let mut ticks = self.wake.tick.subscribe();
+        let mut tail = Some(self.tail_window());
         let mut position = after;
         let mut error_backoff = Duration::from_millis(50);
         let mut held_backoff = Duration::from_millis(2);
         loop {
+            // Inside the shared tail window: take the events from there, not from a query.
+            if let Some(rx) = tail.as_mut() {
+                let window = rx.borrow_and_update().clone();
+                if window.covers(position) {
+                    for event in window.after(position) {
+                        if filter.matches(&event.stream, &event.event_type) {
+                            position = event.position;
+                            let item = SubscriptionItem::Event(Box::new((**event).clone()));
+                            if tx.send(Ok(item)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    if window.end > position {
+                        position = window.end;
+                        if tx
+                            .send(Ok(SubscriptionItem::Checkpoint(position)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    tokio::select! {
+                        changed = rx.changed() => if changed.is_err() { tail = None },
+                        _ = tx.closed() => return,
+                    }
+                    continue;
+                }
+            }
             // Mark the current tick as seen before reading, so an append that lands while we
             // read wakes the wait below instead of being missed.
             ticks.borrow_and_update();
@@ -649,6 +828,22 @@ impl PgEventStore {
                 continue;
             }
             held_backoff = Duration::from_millis(2);
+            // Caught up. Inside the window, or behind a window that moved on while this page
+            // was read: go round again. Ahead of it (or before the reader has found the head):
+            // wait for the tail reader, which reads on the same wake-ups, to bring it here.
+            if let Some(rx) = tail.as_mut() {
+                let window = rx.borrow_and_update().clone();
+                let known = window.start <= window.end;
+                if known && position <= window.end {
+                    continue;
+                }
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { tail = None },
+                    _ = tokio::time::sleep(self.opts.idle_poll) => {}
+                    _ = tx.closed() => return,
+                }
+                continue;
+            }
             tokio::select! {
                 changed = ticks.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(self.opts.idle_poll) => {}
