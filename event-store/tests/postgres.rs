@@ -240,3 +240,78 @@ async fn hash_chain_links_each_stream() {
     .unwrap();
     assert_eq!(broken, 0);
 }
+
+/// The live tail is read once per process into a shared window of the newest events (a few
+/// thousand). Subscribers inside it are served from memory; one that falls behind it (a slow
+/// consumer) or starts behind it reads its own pages until it reaches it again. Every one of
+/// them must still see every event exactly once, in log order, whatever its filter.
+#[tokio::test]
+async fn subscribers_behind_and_inside_the_shared_tail_window_see_every_event_once_in_order() {
+    let db = TestDb::new().await;
+    let store = PgEventStore::new(db.pool().await);
+    let (cat, other) = (category(), category());
+    let want = |c: &str| EventFilter::categories([c]);
+    // All three subscribe before anything is appended, so they start inside the window.
+    let mut eager = store.subscribe(Position::START, want(&cat));
+    let mut lazy = store.subscribe(Position::START, want(&cat));
+    let mut everything = store.subscribe(Position::START, EventFilter::all());
+
+    // 9,000 events (more than twice the window), interleaved with another category that the
+    // filtered subscribers must skip; the eager subscriber keeps up meanwhile, the lazy one is
+    // not read at all, so its channel fills and the window moves past it.
+    const BATCHES: u64 = 45;
+    let mut ids = Vec::new();
+    let mut all_ids = Vec::new();
+    let eager_task = tokio::spawn(async move {
+        let got = collect_until(&mut eager, |g| g.len() >= (BATCHES * 100) as usize).await;
+        (got, eager)
+    });
+    for b in 0..BATCHES {
+        let mine: Vec<NewEvent> = (0..100).map(|i| event(b * 100 + i)).collect();
+        let theirs: Vec<NewEvent> = (0..100).map(|i| event(b * 100 + i)).collect();
+        ids.extend(mine.iter().map(|e| e.id));
+        all_ids.extend(mine.iter().map(|e| e.id));
+        all_ids.extend(theirs.iter().map(|e| e.id));
+        store
+            .append(&stream(&cat, b), ExpectedVersion::NoStream, mine)
+            .await
+            .unwrap();
+        store
+            .append(&stream(&other, b), ExpectedVersion::NoStream, theirs)
+            .await
+            .unwrap();
+    }
+    let (eager_got, _eager) = eager_task.await.unwrap();
+    let lazy_got = collect_until(&mut lazy, |g| g.len() >= ids.len()).await;
+    let everything_got = collect_until(&mut everything, |g| g.len() >= all_ids.len()).await;
+    // Started after the appends, far behind the window.
+    let mut late = store.subscribe(Position::START, want(&cat));
+    let late_got = collect_until(&mut late, |g| g.len() >= ids.len()).await;
+
+    let id_list = |got: &[purser_event_store::RecordedEvent]| -> Vec<Uuid> {
+        got.iter().map(|e| e.id).collect()
+    };
+    assert_eq!(id_list(&eager_got), ids, "eager subscriber");
+    assert_eq!(id_list(&lazy_got), ids, "subscriber that fell behind the window");
+    assert_eq!(id_list(&late_got), ids, "subscriber that started behind the window");
+    assert_eq!(id_list(&everything_got), all_ids, "unfiltered subscriber");
+
+    // And nothing more comes for any of them (no event delivered twice): one more event each
+    // way is the next thing every subscriber yields.
+    let (last_mine, last_theirs) = (event(1_000_000), event(1_000_001));
+    let (mine_id, theirs_id) = (last_mine.id, last_theirs.id);
+    store
+        .append(&stream(&other, "last"), ExpectedVersion::NoStream, vec![last_theirs])
+        .await
+        .unwrap();
+    store
+        .append(&stream(&cat, "last"), ExpectedVersion::NoStream, vec![last_mine])
+        .await
+        .unwrap();
+    for (name, sub) in [("lazy", &mut lazy), ("late", &mut late)] {
+        let next = collect_until(sub, |g| !g.is_empty()).await;
+        assert_eq!(next[0].id, mine_id, "{name}: the next event after the catch-up");
+    }
+    let next = collect_until(&mut everything, |g| g.len() >= 2).await;
+    assert_eq!(id_list(&next), [theirs_id, mine_id]);
+}
