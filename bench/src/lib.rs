@@ -18,6 +18,7 @@
 mod append;
 mod db;
 mod lag;
+mod mail;
 mod raw_models;
 mod rebuild;
 mod report;

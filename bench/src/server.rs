@@ -59,6 +59,7 @@ struct Server {
 
 impl Server {
     async fn start(exe: &Path, database_url: &str, jwt_secret: &str) -> anyhow::Result<Server> {
+        let mail = crate::mail::start_sink().await?;
         let mut cmd = tokio::process::Command::new(exe);
         cmd.arg("serve")
             .env_clear()
@@ -67,6 +68,8 @@ impl Server {
             .env("PURSER_HTTP_ADDR", "127.0.0.1:0")
             .env("PURSER_JWT_SECRET", jwt_secret)
             .env("PURSER_LICENSE_SIGNING_KEY", SIGNING_KEY)
+            .env("PURSER_SMTP_HOST", mail.ip().to_string())
+            .env("PURSER_SMTP_PORT", mail.port().to_string())
             .env("PURSER_LOG", "warn,purser::app=info")
             .env("PURSER_LOG_FORMAT", "json")
             .stdin(Stdio::null())
