@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::bus::{CommandBus, CommandError};
 use crate::context::CommandContext;
+use crate::polling::wait_after_round;
 
 /// What a deadline does when it falls due.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,19 +206,25 @@ impl DeadlineWorker {
 
     pub async fn run(mut self, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
+            // Seen before the claim, so deadlines written while this round runs wake the wait.
             self.wake.borrow_and_update();
+            let started = tokio::time::Instant::now();
             let wait = match self.round().await {
-                Ok(0) => self
-                    .until_next_due()
-                    .await
-                    .unwrap_or(self.poll)
-                    .min(self.poll),
-                Ok(_) => continue,
+                Ok((claimed, next_due)) => {
+                    wait_after_round(claimed, next_due, self.poll, started.elapsed())
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "deadline worker cannot reach the database");
-                    Duration::from_secs(1)
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
                 }
             };
+            if wait.is_zero() {
+                continue;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wake.changed() => {}
@@ -226,30 +233,43 @@ impl DeadlineWorker {
         }
     }
 
-    async fn until_next_due(&self) -> Result<Duration, sqlx::Error> {
-        let secs: Option<f64> = sqlx::query_scalar(
-            "select greatest(0, extract(epoch from min(greatest(due_at, coalesce(claimed_until, due_at))) - now()))::float8
-             from purser.deadlines",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(secs.map(Duration::from_secs_f64).unwrap_or(self.poll))
-    }
-
-    /// Sends what is due. Returns how many deadlines were handled.
-    pub async fn round(&self) -> Result<usize, sqlx::Error> {
+    /// Sends what is due. Returns how many deadlines it claimed and how long until the next
+    /// one not claimed by this round falls due (zero if one already has; None if there is
+    /// none), learnt in the same statement as the claim.
+    pub async fn round(&self) -> Result<(usize, Option<Duration>), sqlx::Error> {
+        // Both parts read one snapshot, so the rows just claimed are left out of the second by
+        // id; the last row carries only the next due time.
         let rows = sqlx::query(
-            "update purser.deadlines d set claimed_until = now() + interval '60 seconds', attempts = d.attempts + 1
-             from (select id from purser.deadlines
-                   where due_at <= now() and (claimed_until is null or claimed_until < now())
-                   order by due_at limit 100 for update skip locked) c
-             where d.id = c.id
-             returning d.id, d.due_at, d.payload, d.attempts",
+            "with claimed as (
+                 update purser.deadlines d set claimed_until = now() + interval '60 seconds', attempts = d.attempts + 1
+                 from (select id from purser.deadlines
+                       where due_at <= now() and (claimed_until is null or claimed_until < now())
+                       order by due_at limit 100 for update skip locked) c
+                 where d.id = c.id
+                 returning d.id, d.due_at, d.payload, d.attempts
+             )
+             select id, due_at, payload, attempts, null::float8 as next_due from claimed
+             union all
+             select null, null, null, null,
+                    (select greatest(0, extract(epoch from
+                                 min(greatest(due_at, coalesce(claimed_until, due_at))) - now()))::float8
+                     from purser.deadlines where id not in (select id from claimed))",
         )
         .fetch_all(&self.pool)
         .await?;
-        let n = rows.len();
+        let mut next_due = None;
+        let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
+            if row.get::<Option<Uuid>, _>("id").is_some() {
+                claimed.push(row);
+            } else {
+                next_due = row
+                    .get::<Option<f64>, _>("next_due")
+                    .map(Duration::from_secs_f64);
+            }
+        }
+        let n = claimed.len();
+        for row in claimed {
             let id: Uuid = row.get("id");
             let due_at: DateTime<Utc> = row.get("due_at");
             let attempts: i32 = row.get("attempts");
@@ -266,6 +286,8 @@ impl DeadlineWorker {
                 Err(error) => {
                     let backoff = 2f64.powi(attempts.clamp(1, 8)).min(300.0);
                     tracing::warn!(deadline = %id, error = %error, "deadline failed; will retry");
+                    let retry = Duration::from_secs_f64(backoff);
+                    next_due = Some(next_due.map_or(retry, |d| d.min(retry)));
                     sqlx::query(
                         "update purser.deadlines set claimed_until = now() + make_interval(secs => $2), last_error = $3 where id = $1",
                     )
@@ -277,7 +299,7 @@ impl DeadlineWorker {
                 }
             }
         }
-        Ok(n)
+        Ok((n, next_due))
     }
 
     /// Removes a deadline that has fired, unless cart activity moved it meanwhile.

@@ -20,6 +20,7 @@ pub mod licensing;
 pub mod notifications;
 pub mod orders;
 pub mod outbox;
+mod polling;
 pub mod process;
 pub mod webhooks;
 

@@ -20,8 +20,10 @@ use futures::StreamExt;
 use sqlx::{PgPool, Row};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::actions::{ActionExecutor, Job, Outcome};
+use crate::polling::wait_after_round;
 
 #[derive(Debug, Clone)]
 pub struct DispatcherOptions {
@@ -72,13 +74,14 @@ impl Dispatcher {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(50);
         while !shutdown.is_cancelled() {
+            // Seen before the claim, so rows written while this round runs wake the wait below.
             self.wake.borrow_and_update();
-            match self.round().await {
-                Ok(n) if n > 0 => {
+            let started = tokio::time::Instant::now();
+            let wait = match self.round().await {
+                Ok((claimed, next_due)) => {
                     backoff = Duration::from_millis(50);
-                    continue;
+                    wait_after_round(claimed, next_due, self.opts.poll, started.elapsed())
                 }
-                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox dispatcher cannot reach the database");
                     tokio::select! {
@@ -88,12 +91,10 @@ impl Dispatcher {
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
+            };
+            if wait.is_zero() {
+                continue;
             }
-            let wait = self
-                .until_next_due()
-                .await
-                .unwrap_or(self.opts.poll)
-                .min(self.opts.poll);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wake.changed() => {}
@@ -102,21 +103,13 @@ impl Dispatcher {
         }
     }
 
-    /// How long until the earliest row falls due (zero if one already has).
-    async fn until_next_due(&self) -> Result<Duration, sqlx::Error> {
-        let secs: Option<f64> = sqlx::query_scalar(
-            "select greatest(0, extract(epoch from min(next_attempt_at) - now()))::float8 from purser.outbox",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(secs.map(Duration::from_secs_f64).unwrap_or(self.opts.poll))
-    }
-
-    /// Claims what is due and sends it. Returns how many rows were handled.
-    pub async fn round(&self) -> Result<usize, sqlx::Error> {
-        let jobs = self.claim().await?;
-        let n = jobs.len();
-        let results: Vec<Result<(), sqlx::Error>> = futures::stream::iter(jobs)
+    /// Claims what is due and sends it. Returns how many rows it claimed and how long until
+    /// the next row not claimed by this round falls due (zero if one already has; None if the
+    /// outbox holds no other row), learnt in the same statement as the claim.
+    pub async fn round(&self) -> Result<(usize, Option<Duration>), sqlx::Error> {
+        let (jobs, mut next_due) = self.claim().await?;
+        let claimed = jobs.len();
+        let results: Vec<Result<Option<Duration>, sqlx::Error>> = futures::stream::iter(jobs)
             .map(|job| async move {
                 let outcome = self.executor.execute(&job).await;
                 self.finish(&job, outcome).await
@@ -125,46 +118,70 @@ impl Dispatcher {
             .collect()
             .await;
         for r in results {
-            r?;
+            // A command put off for a retry falls due again after its pause.
+            if let Some(retry) = r? {
+                next_due = Some(next_due.map_or(retry, |d| d.min(retry)));
+            }
         }
-        Ok(n)
+        Ok((claimed, next_due))
     }
 
-    async fn claim(&self) -> Result<Vec<Job>, sqlx::Error> {
+    async fn claim(&self) -> Result<(Vec<Job>, Option<Duration>), sqlx::Error> {
+        // The first part claims the oldest due row of each key; the last row answers when the
+        // earliest row not claimed here falls due. Both read one snapshot, so the rows just
+        // claimed are left out of the second by id.
         let rows = sqlx::query(
-            "update purser.outbox o
-             set claimed_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
-             from (
-                 select h.id from (
-                     select distinct on (key) id, next_attempt_at, claimed_until, seq
-                     from purser.outbox order by key, seq
-                 ) h
-                 where h.next_attempt_at <= now()
-                   and (h.claimed_until is null or h.claimed_until < now())
-                 order by h.seq
-                 limit $1
-             ) c
-             where o.id = c.id and (o.claimed_until is null or o.claimed_until < now())
-             returning o.id, o.key, o.command, o.causation_id, o.correlation_id, o.attempts",
+            "with claimed as (
+                 update purser.outbox o
+                 set claimed_until = now() + make_interval(secs => $2), attempts = o.attempts + 1
+                 from (
+                     select h.id from (
+                         select distinct on (key) id, next_attempt_at, claimed_until, seq
+                         from purser.outbox order by key, seq
+                     ) h
+                     where h.next_attempt_at <= now()
+                       and (h.claimed_until is null or h.claimed_until < now())
+                     order by h.seq
+                     limit $1
+                 ) c
+                 where o.id = c.id and (o.claimed_until is null or o.claimed_until < now())
+                 returning o.id, o.key, o.command, o.causation_id, o.correlation_id, o.attempts
+             )
+             select id, key, command, causation_id, correlation_id, attempts, null::float8 as next_due
+             from claimed
+             union all
+             select null, null, null, null, null, null,
+                    (select greatest(0, extract(epoch from min(next_attempt_at) - now()))::float8
+                     from purser.outbox where id not in (select id from claimed))",
         )
         .bind(self.opts.batch)
         .bind(self.opts.lease.as_secs_f64())
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| Job {
-                id: r.get("id"),
-                key: r.get("key"),
-                command: r.get("command"),
-                causation_id: r.get("causation_id"),
-                correlation_id: r.get("correlation_id"),
-                attempts: r.get::<i32, _>("attempts").max(1) as u32,
-            })
-            .collect())
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut next_due = None;
+        for r in rows {
+            match r.get::<Option<Uuid>, _>("id") {
+                Some(id) => jobs.push(Job {
+                    id,
+                    key: r.get("key"),
+                    command: r.get("command"),
+                    causation_id: r.get("causation_id"),
+                    correlation_id: r.get("correlation_id"),
+                    attempts: r.get::<i32, _>("attempts").max(1) as u32,
+                }),
+                None => {
+                    next_due = r
+                        .get::<Option<f64>, _>("next_due")
+                        .map(Duration::from_secs_f64);
+                }
+            }
+        }
+        Ok((jobs, next_due))
     }
 
-    async fn finish(&self, job: &Job, outcome: Outcome) -> Result<(), sqlx::Error> {
+    /// Records a command's outcome. Returns the pause before its retry, if it is to be retried.
+    async fn finish(&self, job: &Job, outcome: Outcome) -> Result<Option<Duration>, sqlx::Error> {
         match outcome {
             Outcome::Done => {
                 sqlx::query("delete from purser.outbox where id = $1")
@@ -203,8 +220,9 @@ impl Dispatcher {
                 .bind(error.chars().take(1000).collect::<String>())
                 .execute(&self.pool)
                 .await?;
+                return Ok(Some(after));
             }
         }
-        Ok(())
+        Ok(None)
     }
 }

@@ -51,6 +51,7 @@ use uuid::Uuid;
 
 use crate::bus::{CommandBus, CommandError};
 use crate::context::CommandContext;
+use crate::polling::wait_after_round;
 use smtp::{Mailer, SendError, SmtpConfig};
 use templates::{RenderedEmail, TemplateInput};
 
@@ -351,19 +352,21 @@ impl NotificationWorker {
     /// started are released for the next process.
     pub async fn run(mut self, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
+            // Seen before the claim, so rows written while this round runs wake the wait below.
             self.wake.borrow_and_update();
+            let started = tokio::time::Instant::now();
             let wait = match self.round(&shutdown).await {
-                Ok(0) => self
-                    .until_next_due()
-                    .await
-                    .unwrap_or(self.poll)
-                    .min(self.poll),
-                Ok(_) => continue,
+                Ok((claimed, next_due)) => {
+                    wait_after_round(claimed, next_due, self.poll, started.elapsed())
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "notification worker cannot reach the database");
                     Duration::from_secs(1)
                 }
             };
+            if wait.is_zero() {
+                continue;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 changed = self.wake.changed() => {
@@ -381,60 +384,73 @@ impl NotificationWorker {
         }
     }
 
-    /// How long until the earliest row falls due and is not claimed (zero if one already is).
-    async fn until_next_due(&self) -> Result<Duration, sqlx::Error> {
-        let secs: Option<f64> = sqlx::query_scalar(
-            "select greatest(0, extract(epoch from
-                 min(greatest(next_attempt_at, coalesce(claimed_until, next_attempt_at))) - now()))::float8
-             from purser.notification_queue",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(secs.map(Duration::from_secs_f64).unwrap_or(self.poll))
-    }
-
-    /// Claims what is due and sends it. Returns how many rows were claimed.
-    pub async fn round(&self, shutdown: &CancellationToken) -> Result<usize, sqlx::Error> {
+    /// Claims what is due and sends it. Returns how many rows it claimed and how long until the
+    /// next row not claimed by this round falls due and is not claimed (zero if one already
+    /// is; None if the queue holds no other row), learnt in the same statement as the claim,
+    /// or sooner if a row of this round was put off.
+    pub async fn round(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<(usize, Option<Duration>), sqlx::Error> {
         // One autocommitted statement: the lease replaces a row lock, so no transaction stays
-        // open while the SMTP server is talked to.
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "update purser.notification_queue q
-             set claimed_until = now() + make_interval(secs => $2)
-             from (select id from purser.notification_queue
-                   where next_attempt_at <= now() and (claimed_until is null or claimed_until <= now())
-                   order by next_attempt_at
-                   limit $1
-                   for update skip locked) c
-             where q.id = c.id
-             returning q.id",
+        // open while the SMTP server is talked to. Both parts read one snapshot, so the rows
+        // just claimed are left out of the second by id; the last row carries only the time.
+        let rows: Vec<(Option<Uuid>, Option<f64>)> = sqlx::query_as(
+            "with claimed as (
+                 update purser.notification_queue q
+                 set claimed_until = now() + make_interval(secs => $2)
+                 from (select id from purser.notification_queue
+                       where next_attempt_at <= now() and (claimed_until is null or claimed_until <= now())
+                       order by next_attempt_at
+                       limit $1
+                       for update skip locked) c
+                 where q.id = c.id
+                 returning q.id
+             )
+             select id, null::float8 from claimed
+             union all
+             select null, (select greatest(0, extract(epoch from
+                              min(greatest(next_attempt_at, coalesce(claimed_until, next_attempt_at))) - now()))::float8
+                           from purser.notification_queue where id not in (select id from claimed))",
         )
         .bind(self.batch)
         .bind(self.lease.as_secs_f64())
         .fetch_all(&self.pool)
         .await?;
-        let n = ids.len();
-        futures::stream::iter(ids)
+        let mut next_due = None;
+        let mut ids = Vec::with_capacity(rows.len());
+        for (id, due) in rows {
+            match id {
+                Some(id) => ids.push(id),
+                None => next_due = due.map(Duration::from_secs_f64),
+            }
+        }
+        let claimed = ids.len();
+        let put_off = futures::stream::iter(ids)
             .map(|id| self.handle(id, shutdown))
             .buffer_unordered(self.concurrency)
-            .collect::<Vec<()>>()
+            .collect::<Vec<Option<Duration>>>()
             .await;
-        Ok(n)
+        for retry in put_off.into_iter().flatten() {
+            next_due = Some(next_due.map_or(retry, |d| d.min(retry)));
+        }
+        Ok((claimed, next_due))
     }
 
-    async fn handle(&self, id: Uuid, shutdown: &CancellationToken) {
+    /// Works on one claimed row. Returns the pause before it is due again if it was put off.
+    async fn handle(&self, id: Uuid, shutdown: &CancellationToken) -> Option<Duration> {
         if shutdown.is_cancelled() {
             // Not started: hand it straight back rather than leave it leased until expiry.
             self.hold(id, None).await;
-            return;
+            return None;
         }
         if let Err(e) = self.attempt(NotificationId::from(id)).await {
             tracing::warn!(notification = %id, error = %e, "cannot work on a notification now; will look again");
-            self.hold(
-                id,
-                Some(Utc::now() + self.config.base_backoff.max(Duration::from_secs(1))),
-            )
-            .await;
+            let pause = self.config.base_backoff.max(Duration::from_secs(1));
+            self.hold(id, Some(Utc::now() + pause)).await;
+            return Some(pause);
         }
+        None
     }
 
     /// Sets the row's lease to `until` (`None`: free now).
