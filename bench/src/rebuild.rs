@@ -208,7 +208,11 @@ async fn raw_loop(pool: &PgPool, model: Model) -> anyhow::Result<()> {
             return Ok(());
         };
         after = last.get("global_position");
-        let mut tx = pool.begin().await?;
+        // The same transaction settings as the projector's batches (asynchronous commit; a
+        // catch-up page plans its statements afresh), so that only the runtime differs.
+        let mut tx = pool
+            .begin_with(purser_projections::batch_begin(rows.len()))
+            .await?;
         for r in rows {
             let id: Uuid = r.get("event_id");
             let category: String = r.get("category");

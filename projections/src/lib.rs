@@ -19,7 +19,9 @@ pub mod orders;
 mod runtime;
 
 pub use checkpoints::{CheckpointRow, Checkpoints};
-pub use runtime::{Claim, Projector, ProjectorOptions, RebuildOutcome, claim, fast_forward};
+pub use runtime::{
+    Claim, Projector, ProjectorOptions, RebuildOutcome, batch_begin, claim, fast_forward,
+};
 
 /// A read model fed from the event log.
 #[async_trait]
