@@ -292,8 +292,16 @@ async fn subscribers_behind_and_inside_the_shared_tail_window_see_every_event_on
         got.iter().map(|e| e.id).collect()
     };
     assert_eq!(id_list(&eager_got), ids, "eager subscriber");
-    assert_eq!(id_list(&lazy_got), ids, "subscriber that fell behind the window");
-    assert_eq!(id_list(&late_got), ids, "subscriber that started behind the window");
+    assert_eq!(
+        id_list(&lazy_got),
+        ids,
+        "subscriber that fell behind the window"
+    );
+    assert_eq!(
+        id_list(&late_got),
+        ids,
+        "subscriber that started behind the window"
+    );
     assert_eq!(id_list(&everything_got), all_ids, "unfiltered subscriber");
 
     // And nothing more comes for any of them (no event delivered twice): one more event each
@@ -301,16 +309,27 @@ async fn subscribers_behind_and_inside_the_shared_tail_window_see_every_event_on
     let (last_mine, last_theirs) = (event(1_000_000), event(1_000_001));
     let (mine_id, theirs_id) = (last_mine.id, last_theirs.id);
     store
-        .append(&stream(&other, "last"), ExpectedVersion::NoStream, vec![last_theirs])
+        .append(
+            &stream(&other, "last"),
+            ExpectedVersion::NoStream,
+            vec![last_theirs],
+        )
         .await
         .unwrap();
     store
-        .append(&stream(&cat, "last"), ExpectedVersion::NoStream, vec![last_mine])
+        .append(
+            &stream(&cat, "last"),
+            ExpectedVersion::NoStream,
+            vec![last_mine],
+        )
         .await
         .unwrap();
     for (name, sub) in [("lazy", &mut lazy), ("late", &mut late)] {
         let next = collect_until(sub, |g| !g.is_empty()).await;
-        assert_eq!(next[0].id, mine_id, "{name}: the next event after the catch-up");
+        assert_eq!(
+            next[0].id, mine_id,
+            "{name}: the next event after the catch-up"
+        );
     }
     let next = collect_until(&mut everything, |g| g.len() >= 2).await;
     assert_eq!(id_list(&next), [theirs_id, mine_id]);
