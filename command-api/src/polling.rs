@@ -48,7 +48,10 @@ mod tests {
     #[test]
     fn never_longer_than_the_poll_interval() {
         assert_eq!(wait_after_round(0, None, POLL, Duration::ZERO), POLL);
-        assert_eq!(wait_after_round(1, Some(60 * POLL), POLL, 0 * MS), POLL);
+        assert_eq!(
+            wait_after_round(1, Some(60 * POLL), POLL, Duration::ZERO),
+            POLL
+        );
     }
 
     #[test]
