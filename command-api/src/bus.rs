@@ -362,10 +362,15 @@ impl CommandBus {
                         position: Some(outcome.last_position),
                     });
                 }
-                Err(StoreError::WrongExpectedVersion { .. }) if from_cache => {
-                    // Another process wrote since this process last did: read and decide again
-                    // at once (not a race between writers, so no pause).
-                    self.forget(stream);
+                Err(
+                    StoreError::WrongExpectedVersion { .. }
+                    | StoreError::IdempotencyMismatch { .. },
+                ) if from_cache => {
+                    // Another process wrote since this process last did (an idempotent retry of
+                    // a command it appended, decided on the old state, can also differ from the
+                    // original): read the events after the cached version and decide again at
+                    // once, not a race between writers, so no pause. The entry stays: it is
+                    // still a true prefix of the stream.
                     retry = false;
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => {

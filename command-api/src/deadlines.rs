@@ -238,7 +238,7 @@ impl DeadlineWorker {
     /// none), learnt in the same statement as the claim.
     pub async fn round(&self) -> Result<(usize, Option<Duration>), sqlx::Error> {
         // Both parts read one snapshot, so the rows just claimed are left out of the second by
-        // id; the last row carries only the next due time.
+        // id; the last row carries only the next due time (NULL when there is none).
         let rows = sqlx::query(
             "with claimed as (
                  update purser.deadlines d set claimed_until = now() + interval '60 seconds', attempts = d.attempts + 1
@@ -251,8 +251,8 @@ impl DeadlineWorker {
              select id, due_at, payload, attempts, null::float8 as next_due from claimed
              union all
              select null, null, null, null,
-                    (select greatest(0, extract(epoch from
-                                 min(greatest(due_at, coalesce(claimed_until, due_at))) - now()))::float8
+                    (select extract(epoch from
+                                min(greatest(due_at, coalesce(claimed_until, due_at))) - now())::float8
                      from purser.deadlines where id not in (select id from claimed))",
         )
         .fetch_all(&self.pool)
@@ -265,7 +265,7 @@ impl DeadlineWorker {
             } else {
                 next_due = row
                     .get::<Option<f64>, _>("next_due")
-                    .map(Duration::from_secs_f64);
+                    .map(|secs| Duration::from_secs_f64(secs.max(0.0)));
             }
         }
         let n = claimed.len();

@@ -128,8 +128,10 @@ impl Dispatcher {
 
     async fn claim(&self) -> Result<(Vec<Job>, Option<Duration>), sqlx::Error> {
         // The first part claims the oldest due row of each key; the last row answers when the
-        // earliest row not claimed here falls due. Both read one snapshot, so the rows just
-        // claimed are left out of the second by id.
+        // earliest row not claimed here can be claimed: the first row of each key once the rows
+        // just claimed are gone (both parts read one snapshot, so those are left out by id),
+        // when it is due and its lease (if another dispatcher holds one) has run out. NULL
+        // when there is no such row (`greatest` would turn that into 0).
         let rows = sqlx::query(
             "with claimed as (
                  update purser.outbox o
@@ -151,8 +153,12 @@ impl Dispatcher {
              from claimed
              union all
              select null, null, null, null, null, null,
-                    (select greatest(0, extract(epoch from min(next_attempt_at) - now()))::float8
-                     from purser.outbox where id not in (select id from claimed))",
+                    (select extract(epoch from
+                                min(greatest(h.next_attempt_at, coalesce(h.claimed_until, h.next_attempt_at)))
+                                - now())::float8
+                     from (select distinct on (key) next_attempt_at, claimed_until
+                           from purser.outbox where id not in (select id from claimed)
+                           order by key, seq) h)",
         )
         .bind(self.opts.batch)
         .bind(self.opts.lease.as_secs_f64())
@@ -173,7 +179,7 @@ impl Dispatcher {
                 None => {
                     next_due = r
                         .get::<Option<f64>, _>("next_due")
-                        .map(Duration::from_secs_f64);
+                        .map(|secs| Duration::from_secs_f64(secs.max(0.0)));
                 }
             }
         }

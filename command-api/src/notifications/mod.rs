@@ -394,7 +394,8 @@ impl NotificationWorker {
     ) -> Result<(usize, Option<Duration>), sqlx::Error> {
         // One autocommitted statement: the lease replaces a row lock, so no transaction stays
         // open while the SMTP server is talked to. Both parts read one snapshot, so the rows
-        // just claimed are left out of the second by id; the last row carries only the time.
+        // just claimed are left out of the second by id; the last row carries only the time
+        // (NULL when there is no other row).
         let rows: Vec<(Option<Uuid>, Option<f64>)> = sqlx::query_as(
             "with claimed as (
                  update purser.notification_queue q
@@ -409,8 +410,8 @@ impl NotificationWorker {
              )
              select id, null::float8 from claimed
              union all
-             select null, (select greatest(0, extract(epoch from
-                              min(greatest(next_attempt_at, coalesce(claimed_until, next_attempt_at))) - now()))::float8
+             select null, (select extract(epoch from
+                              min(greatest(next_attempt_at, coalesce(claimed_until, next_attempt_at))) - now())::float8
                            from purser.notification_queue where id not in (select id from claimed))",
         )
         .bind(self.batch)
@@ -422,7 +423,7 @@ impl NotificationWorker {
         for (id, due) in rows {
             match id {
                 Some(id) => ids.push(id),
-                None => next_due = due.map(Duration::from_secs_f64),
+                None => next_due = due.map(|secs| Duration::from_secs_f64(secs.max(0.0))),
             }
         }
         let claimed = ids.len();
