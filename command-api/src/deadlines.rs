@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::bus::{CommandBus, CommandError};
 use crate::context::CommandContext;
-use crate::polling::wait_after_round;
+use crate::polling::{due_in, sooner, wait_after_round};
 
 /// What a deadline does when it falls due.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,9 +263,7 @@ impl DeadlineWorker {
             if row.get::<Option<Uuid>, _>("id").is_some() {
                 claimed.push(row);
             } else {
-                next_due = row
-                    .get::<Option<f64>, _>("next_due")
-                    .map(|secs| Duration::from_secs_f64(secs.max(0.0)));
+                next_due = due_in(row.get("next_due"));
             }
         }
         let n = claimed.len();
@@ -287,7 +285,7 @@ impl DeadlineWorker {
                     let backoff = 2f64.powi(attempts.clamp(1, 8)).min(300.0);
                     tracing::warn!(deadline = %id, error = %error, "deadline failed; will retry");
                     let retry = Duration::from_secs_f64(backoff);
-                    next_due = Some(next_due.map_or(retry, |d| d.min(retry)));
+                    next_due = sooner(next_due, retry);
                     sqlx::query(
                         "update purser.deadlines set claimed_until = now() + make_interval(secs => $2), last_error = $3 where id = $1",
                     )

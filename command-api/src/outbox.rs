@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::actions::{ActionExecutor, Job, Outcome};
-use crate::polling::wait_after_round;
+use crate::polling::{due_in, sooner, wait_after_round};
 
 #[derive(Debug, Clone)]
 pub struct DispatcherOptions {
@@ -120,7 +120,7 @@ impl Dispatcher {
         for r in results {
             // A command put off for a retry falls due again after its pause.
             if let Some(retry) = r? {
-                next_due = Some(next_due.map_or(retry, |d| d.min(retry)));
+                next_due = sooner(next_due, retry);
             }
         }
         Ok((claimed, next_due))
@@ -177,9 +177,7 @@ impl Dispatcher {
                     attempts: r.get::<i32, _>("attempts").max(1) as u32,
                 }),
                 None => {
-                    next_due = r
-                        .get::<Option<f64>, _>("next_due")
-                        .map(|secs| Duration::from_secs_f64(secs.max(0.0)));
+                    next_due = due_in(r.get("next_due"));
                 }
             }
         }

@@ -29,6 +29,17 @@ pub(crate) fn wait_after_round(
     }
 }
 
+/// The next-due seconds a claim statement returned (NULL: no other row) as a wait; a row
+/// already due gives zero.
+pub(crate) fn due_in(secs: Option<f64>) -> Option<Duration> {
+    secs.map(|secs| Duration::from_secs_f64(secs.max(0.0)))
+}
+
+/// The earlier of the next due time and `other` (a row of the round put off for that long).
+pub(crate) fn sooner(next_due: Option<Duration>, other: Duration) -> Option<Duration> {
+    Some(next_due.map_or(other, |d| d.min(other)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,6 +54,15 @@ mod tests {
             wait_after_round(3, Some(10 * MS), POLL, 30 * MS),
             Duration::ZERO
         );
+    }
+
+    #[test]
+    fn a_null_due_time_is_none_and_a_past_one_is_now() {
+        assert_eq!(due_in(None), None);
+        assert_eq!(due_in(Some(-3.0)), Some(Duration::ZERO));
+        assert_eq!(due_in(Some(0.25)), Some(250 * MS));
+        assert_eq!(sooner(None, 5 * MS), Some(5 * MS));
+        assert_eq!(sooner(Some(2 * MS), 5 * MS), Some(2 * MS));
     }
 
     #[test]

@@ -62,6 +62,21 @@ fn reserve(sku: &Sku, id: ReservationId, qty: u32) -> InventoryCommand {
     }
 }
 
+fn confirm(reservation_id: ReservationId) -> InventoryCommand {
+    InventoryCommand::Confirm {
+        reservation_id,
+        now: Utc::now(),
+    }
+}
+
+fn release(reservation_id: ReservationId) -> InventoryCommand {
+    InventoryCommand::Release {
+        reservation_id,
+        reason: ReleaseReason::PaymentFailed,
+        now: Utc::now(),
+    }
+}
+
 async fn stored_types(t: &Two) -> Vec<String> {
     read_stream_to_end(&*t.store, &t.stream, 0)
         .await
@@ -84,16 +99,9 @@ async fn a_refusal_decided_on_a_stale_cache_is_decided_again_on_the_stored_strea
         .unwrap();
     // On A's cache the reservation does not exist (ReservationNotFound); on the stream it does.
     let confirmed =
-        t.a.execute::<Inventory>(
-            &t.stream,
-            &ctx(),
-            InventoryCommand::Confirm {
-                reservation_id: r,
-                now: Utc::now(),
-            },
-        )
-        .await
-        .expect("the confirmation is decided on the stream as stored, not on A's stale cache");
+        t.a.execute::<Inventory>(&t.stream, &ctx(), confirm(r))
+            .await
+            .expect("the confirmation is decided on the stream as stored, not on A's stale cache");
     assert!(matches!(
         confirmed.events.as_slice(),
         [InventoryEvent::ReservationConfirmed { .. }]
@@ -117,29 +125,13 @@ async fn work_decided_on_a_stale_cache_becomes_the_no_op_the_stored_stream_calls
         .unwrap();
     // B releases the reservation. On A's cache it is still active, so releasing it there is
     // real work; on the stream it is already done, a no-op. The stream must win.
-    t.b.execute::<Inventory>(
-        &t.stream,
-        &ctx(),
-        InventoryCommand::Release {
-            reservation_id: r,
-            reason: ReleaseReason::PaymentFailed,
-            now: Utc::now(),
-        },
-    )
-    .await
-    .unwrap();
-    let again =
-        t.a.execute::<Inventory>(
-            &t.stream,
-            &ctx(),
-            InventoryCommand::Release {
-                reservation_id: r,
-                reason: ReleaseReason::PaymentFailed,
-                now: Utc::now(),
-            },
-        )
+    t.b.execute::<Inventory>(&t.stream, &ctx(), release(r))
         .await
         .unwrap();
+    let again =
+        t.a.execute::<Inventory>(&t.stream, &ctx(), release(r))
+            .await
+            .unwrap();
     assert!(
         again.events.is_empty(),
         "already released: nothing to append"
@@ -151,15 +143,8 @@ async fn work_decided_on_a_stale_cache_becomes_the_no_op_the_stored_stream_calls
     );
     // And a refusal the stored stream agrees with is still reported as a refusal.
     let refused =
-        t.a.execute::<Inventory>(
-            &t.stream,
-            &ctx(),
-            InventoryCommand::Confirm {
-                reservation_id: r,
-                now: Utc::now(),
-            },
-        )
-        .await;
+        t.a.execute::<Inventory>(&t.stream, &ctx(), confirm(r))
+            .await;
     assert!(matches!(
         refused,
         Err(CommandError::Domain(InventoryError::ReservationNotActive(

@@ -229,32 +229,23 @@ impl PgEventStore {
                 }
             }
             ticks.borrow_and_update();
-            if !started {
-                // The window starts at the newest visible event; subscribers behind it read
-                // their own pages until they reach it.
-                match self.head().await {
-                    Ok(head) => {
-                        started = true;
-                        start = head.map_or(Position::START, |h| h.position);
-                        end = start;
-                        window.send_replace(Arc::new(TailWindow {
-                            start,
-                            end,
-                            events: Vec::new(),
-                        }));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "log tail reader cannot read the head; retrying");
-                        tokio::time::sleep(error_backoff).await;
-                        error_backoff = (error_backoff * 2).min(Duration::from_secs(5));
-                        continue;
-                    }
+            let read = async {
+                if !started {
+                    // The window starts at the newest visible event; subscribers behind it
+                    // read their own pages until they reach it.
+                    start = self.head().await?.map_or(Position::START, |h| h.position);
+                    end = start;
+                    started = true;
+                    window.send_replace(Arc::new(TailWindow {
+                        start,
+                        end,
+                        events: Vec::new(),
+                    }));
                 }
-            }
-            let page = match self
-                .fetch_page(end, self.opts.batch_size, &EventFilter::all())
-                .await
-            {
+                self.fetch_page(end, self.opts.batch_size, &EventFilter::all())
+                    .await
+            };
+            let page = match read.await {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::warn!(error = %e, "log tail read failed; retrying");

@@ -51,7 +51,7 @@ use uuid::Uuid;
 
 use crate::bus::{CommandBus, CommandError};
 use crate::context::CommandContext;
-use crate::polling::wait_after_round;
+use crate::polling::{due_in, sooner, wait_after_round};
 use smtp::{Mailer, SendError, SmtpConfig};
 use templates::{RenderedEmail, TemplateInput};
 
@@ -423,7 +423,7 @@ impl NotificationWorker {
         for (id, due) in rows {
             match id {
                 Some(id) => ids.push(id),
-                None => next_due = due.map(|secs| Duration::from_secs_f64(secs.max(0.0))),
+                None => next_due = due_in(due),
             }
         }
         let claimed = ids.len();
@@ -433,7 +433,7 @@ impl NotificationWorker {
             .collect::<Vec<Option<Duration>>>()
             .await;
         for retry in put_off.into_iter().flatten() {
-            next_due = Some(next_due.map_or(retry, |d| d.min(retry)));
+            next_due = sooner(next_due, retry);
         }
         Ok((claimed, next_due))
     }
