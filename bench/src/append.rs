@@ -182,12 +182,18 @@ pub(crate) async fn run(
     for per_command in workloads {
         // (events, seconds) per side, summed over rounds.
         let mut totals: Vec<(Side, u64, f64)> = sides.iter().map(|s| (*s, 0, 0.0)).collect();
+        let mut targets = vec![];
+        for side in &sides {
+            targets.push(Arc::new(
+                Workload::open(db, *side, per_command, sizes, payloads.clone()).await?,
+            ));
+        }
         for round in 0..sizes.append_rounds {
-            let mut order = sides.clone();
+            let mut order = targets.clone();
             order.rotate_left(round % sides.len());
-            for side in order {
-                let (events, secs) =
-                    measure(db, side, per_command, sizes, payloads.clone()).await?;
+            for target in order {
+                let side = target.side;
+                let (events, secs) = measure(&target, sizes).await?;
                 progress(
                     verbose,
                     format!(
@@ -234,41 +240,50 @@ pub(crate) async fn run(
                 .target(Target::RatioAbove(1.0)),
             );
         }
+        for target in targets {
+            target.pool.close().await;
+        }
     }
     notes.push(format!(
-        "rows 1–3: {} clients, {} rounds of {:.1} s per side (after a warm-up), sides in turn on fresh streams; cqrs-es measured at `PersistedEventRepository::persist`, its fastest path",
+        "rows 1–3: {} clients, {} rounds of {:.1} s per side (each after a short warm-up), sides in turn on fresh streams, so a slow moment of the machine falls on every side alike; cqrs-es measured at `PersistedEventRepository::persist`, its fastest path",
         sizes.append_clients, sizes.append_rounds, sizes.append_secs
     ));
     Ok((rows, notes))
 }
 
-/// One side, one workload: (events appended in the measured window, window seconds).
-async fn measure(
-    db: &BenchDb,
-    side: Side,
-    per_command: usize,
-    sizes: &Sizes,
-    payloads: Arc<Payloads>,
-) -> anyhow::Result<(u64, f64)> {
-    let clients = sizes.append_clients;
-    let pool = db.pool(clients as u32 + 2).await?;
-    let target = Arc::new(Workload {
-        side,
-        per_command,
-        store: (side == Side::Ours).then(|| PgEventStore::new(pool.clone())),
-        cqrs: (side == Side::Cqrs).then(|| {
-            PostgresEventRepository::new(pool.clone())
-                .with_tables("bench.cqrs_events", "bench.cqrs_snapshots")
-        }),
-        pool: pool.clone(),
-        payloads,
-    });
-    // Open every connection before the clock starts.
-    let mut warm = vec![];
-    for _ in 0..clients {
-        warm.push(pool.acquire().await?);
+impl Workload {
+    /// One side's pool and client for one workload, every connection open.
+    async fn open(
+        db: &BenchDb,
+        side: Side,
+        per_command: usize,
+        sizes: &Sizes,
+        payloads: Arc<Payloads>,
+    ) -> anyhow::Result<Workload> {
+        let clients = sizes.append_clients;
+        let pool = db.pool(clients as u32 + 2).await?;
+        let mut warm = vec![];
+        for _ in 0..clients {
+            warm.push(pool.acquire().await?);
+        }
+        drop(warm);
+        Ok(Workload {
+            side,
+            per_command,
+            store: (side == Side::Ours).then(|| PgEventStore::new(pool.clone())),
+            cqrs: (side == Side::Cqrs).then(|| {
+                PostgresEventRepository::new(pool.clone())
+                    .with_tables("bench.cqrs_events", "bench.cqrs_snapshots")
+            }),
+            pool,
+            payloads,
+        })
     }
-    drop(warm);
+}
+
+/// One round of one side: (events appended in the measured window, window seconds).
+async fn measure(target: &Arc<Workload>, sizes: &Sizes) -> anyhow::Result<(u64, f64)> {
+    let clients = sizes.append_clients;
     let warmup = Duration::from_secs_f64((sizes.append_secs * 0.2).min(0.5));
     let start = Instant::now();
     let measured_from = start + warmup;
@@ -314,8 +329,6 @@ async fn measure(
         r??;
     }
     let window = end.duration_since(measured_from).as_secs_f64();
-    drop(target);
-    pool.close().await;
     Ok((counted.load(Ordering::Relaxed), window))
 }
 

@@ -104,8 +104,8 @@ impl Sizes {
         Sizes {
             label: "quick",
             append_clients: 8,
-            append_secs: 1.5,
-            append_rounds: 1,
+            append_secs: 0.5,
+            append_rounds: 3,
             log_products: 300,
             log_events: 25_000,
             lag_rate: 1_000,
@@ -123,8 +123,8 @@ impl Sizes {
         Sizes {
             label: "full",
             append_clients: 8,
-            append_secs: 4.0,
-            append_rounds: 2,
+            append_secs: 1.0,
+            append_rounds: 8,
             log_products: 1_000,
             log_events: 1_000_000,
             lag_rate: 1_000,
