@@ -372,7 +372,7 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             services.pool.clone(),
             services.bus.clone(),
             cart_idle,
-            services.checkpoints.subscribe(),
+            services.checkpoints.subscribe_to(DeadlineProjection::NAME),
         );
         let stop = shutdown.clone();
         tasks.push(tokio::spawn(async move {
@@ -383,7 +383,9 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             services.pool.clone(),
             services.bus.clone(),
             services.config.notifications.clone(),
-            services.checkpoints.subscribe(),
+            services
+                .checkpoints
+                .subscribe_to(NotificationQueueProjection::NAME),
         )
         .map_err(|e| anyhow!("{e}"))?;
         let stop = shutdown.clone();

@@ -107,7 +107,7 @@ impl Sizes {
             append_secs: 0.5,
             append_rounds: 3,
             log_products: 300,
-            log_events: 25_000,
+            log_events: 20_000,
             lag_rate: 1_000,
             lag_secs: 4.0,
             checkout_rates: vec![25, 50, 100, 250, 500, 750],

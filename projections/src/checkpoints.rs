@@ -1,7 +1,7 @@
 //! Projection checkpoints: reading them, waiting for them, and the runtime's writes.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -35,6 +35,8 @@ pub struct CheckpointRow {
 pub struct Checkpoints {
     pool: PgPool,
     tick: Arc<watch::Sender<u64>>,
+    /// One signal per projection name, for workers that act on one projection's table only.
+    named: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
 }
 
 impl Checkpoints {
@@ -43,19 +45,48 @@ impl Checkpoints {
         Checkpoints {
             pool,
             tick: Arc::new(tick),
+            named: Arc::default(),
         }
     }
 
     /// A signal that changes whenever an in-process projector commits (for workers that act
-    /// on what projections write, such as the outbox dispatcher).
+    /// on what several projections write, such as the outbox dispatcher).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.tick.subscribe()
     }
 
-    /// Wakes in-process waiters after a checkpoint moved (a projector committed a batch, an
-    /// online rebuild switched).
+    /// A signal that changes whenever the in-process projector of `projection` commits (and
+    /// on every [`Checkpoints::bump`]), for a worker that acts on that projection's table
+    /// alone: the deadline worker needs no look at its table when the catalog moved.
+    pub fn subscribe_to(&self, projection: &str) -> watch::Receiver<u64> {
+        let mut named = self.named.lock().expect("checkpoint signals");
+        named
+            .entry(projection.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Wakes in-process waiters after checkpoints moved in a way not tied to one projection
+    /// (an online rebuild switched).
     pub fn bump(&self) {
         self.tick.send_modify(|n| *n = n.wrapping_add(1));
+        for signal in self.named.lock().expect("checkpoint signals").values() {
+            signal.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Wakes in-process waiters after `projection`'s checkpoint moved (its projector committed
+    /// a batch, or it was reset).
+    pub fn bump_projection(&self, projection: &str) {
+        self.tick.send_modify(|n| *n = n.wrapping_add(1));
+        if let Some(signal) = self
+            .named
+            .lock()
+            .expect("checkpoint signals")
+            .get(projection)
+        {
+            signal.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
     pub async fn positions(
@@ -264,4 +295,39 @@ pub(crate) async fn release(pool: &PgPool, name: &str, owner: &str) -> Result<()
     .execute(pool)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker watching one projection wakes for that projection's commits and for bumps
+    /// not tied to a projection, and sleeps through every other projection's commits.
+    #[tokio::test]
+    async fn a_projection_signal_changes_only_for_its_projection_and_global_bumps() {
+        // Never connects: the signals are in memory.
+        let pool = PgPool::connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
+        let checkpoints = Checkpoints::new(pool);
+        let mut deadlines = checkpoints.subscribe_to("deadlines");
+        let mut any = checkpoints.subscribe();
+
+        checkpoints.bump_projection("catalog");
+        assert!(!deadlines.has_changed().unwrap());
+        assert!(any.has_changed().unwrap());
+        any.borrow_and_update();
+
+        checkpoints.bump_projection("deadlines");
+        assert!(deadlines.has_changed().unwrap());
+        assert!(any.has_changed().unwrap());
+        deadlines.borrow_and_update();
+
+        checkpoints.bump();
+        assert!(deadlines.has_changed().unwrap());
+
+        // A second subscriber to the same projection shares its signal.
+        let mut again = checkpoints.subscribe_to("deadlines");
+        again.borrow_and_update();
+        checkpoints.bump_projection("deadlines");
+        assert!(again.has_changed().unwrap());
+    }
 }

@@ -261,7 +261,7 @@ impl Projector {
             };
             if to != mark.position {
                 mark.position = to;
-                self.checkpoints.bump();
+                self.checkpoints.bump_projection(name);
             }
             // Having just drained everything that had arrived, say so now rather than at the
             // next status tick, so operators do not see a stale lag.
@@ -418,7 +418,7 @@ impl Projector {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        self.checkpoints.bump();
+        self.checkpoints.bump_projection(name);
         Ok(())
     }
 
