@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::bus::{CommandBus, CommandError};
 use crate::context::CommandContext;
-use crate::polling::{due_in, sooner, wait_after_round};
+use crate::polling::{due_in, run_rounds, sooner};
 
 /// What a deadline does when it falls due.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,33 +204,17 @@ impl DeadlineWorker {
         }
     }
 
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            // Seen before the claim, so deadlines written while this round runs wake the wait.
-            self.wake.borrow_and_update();
-            let started = tokio::time::Instant::now();
-            let wait = match self.round().await {
-                Ok((claimed, next_due)) => {
-                    wait_after_round(claimed, next_due, self.poll, started.elapsed())
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "deadline worker cannot reach the database");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                    continue;
-                }
-            };
-            if wait.is_zero() {
-                continue;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = self.wake.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
+    pub async fn run(self, shutdown: CancellationToken) {
+        let errors = (Duration::from_secs(1), Duration::from_secs(1));
+        run_rounds(
+            "deadline worker",
+            self.wake.clone(),
+            self.poll,
+            errors,
+            &shutdown,
+            || self.round(),
+        )
+        .await;
     }
 
     /// Sends what is due. Returns how many deadlines it claimed and how long until the next

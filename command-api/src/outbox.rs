@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::actions::{ActionExecutor, Job, Outcome};
-use crate::polling::{due_in, sooner, wait_after_round};
+use crate::polling::{due_in, run_rounds, sooner};
 
 #[derive(Debug, Clone)]
 pub struct DispatcherOptions {
@@ -71,36 +71,17 @@ impl Dispatcher {
     }
 
     /// Runs until `shutdown`; commands being sent when it fires are finished first.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(50);
-        while !shutdown.is_cancelled() {
-            // Seen before the claim, so rows written while this round runs wake the wait below.
-            self.wake.borrow_and_update();
-            let started = tokio::time::Instant::now();
-            let wait = match self.round().await {
-                Ok((claimed, next_due)) => {
-                    backoff = Duration::from_millis(50);
-                    wait_after_round(claimed, next_due, self.opts.poll, started.elapsed())
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox dispatcher cannot reach the database");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            };
-            if wait.is_zero() {
-                continue;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = self.wake.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
+    pub async fn run(self, shutdown: CancellationToken) {
+        let errors = (Duration::from_millis(50), Duration::from_secs(5));
+        run_rounds(
+            "outbox dispatcher",
+            self.wake.clone(),
+            self.opts.poll,
+            errors,
+            &shutdown,
+            || self.round(),
+        )
+        .await;
     }
 
     /// Claims what is due and sends it. Returns how many rows it claimed and how long until

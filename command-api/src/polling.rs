@@ -2,7 +2,11 @@
 //! a round. Each claims what is due and, in the same statement, learns when the next row it did
 //! not claim falls due.
 
+use std::future::Future;
 use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// The shortest wait after a round that claimed nothing although a row was due: such a row is
 /// held by someone else for the moment (locked by a transaction still writing it, or queued
@@ -38,6 +42,60 @@ pub(crate) fn due_in(secs: Option<f64>) -> Option<Duration> {
 /// The earlier of the next due time and `other` (a row of the round put off for that long).
 pub(crate) fn sooner(next_due: Option<Duration>, other: Duration) -> Option<Duration> {
     Some(next_due.map_or(other, |d| d.min(other)))
+}
+
+/// The loop the three pollers share, until `shutdown`: a round, then the wait
+/// [`wait_after_round`] gives, cut short by a change of `wake` (a projection that fills the
+/// table committed) or by shutdown. `wake` is marked seen before each round, so rows written
+/// while a round runs end the wait after it. Should `wake`'s sender be gone, the wait runs its
+/// full length instead of spinning. After a failed round it pauses `on_error.0`, doubling up
+/// to `on_error.1` while failures go on.
+pub(crate) async fn run_rounds<R, F>(
+    what: &'static str,
+    mut wake: watch::Receiver<u64>,
+    poll: Duration,
+    on_error: (Duration, Duration),
+    shutdown: &CancellationToken,
+    mut round: R,
+) where
+    R: FnMut() -> F,
+    F: Future<Output = Result<(usize, Option<Duration>), sqlx::Error>>,
+{
+    let mut backoff = on_error.0;
+    while !shutdown.is_cancelled() {
+        wake.borrow_and_update();
+        let started = tokio::time::Instant::now();
+        let wait = match round().await {
+            Ok((claimed, next_due)) => {
+                backoff = on_error.0;
+                wait_after_round(claimed, next_due, poll, started.elapsed())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} cannot reach the database");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(on_error.1);
+                continue;
+            }
+        };
+        if wait.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = wake.changed() => {
+                if changed.is_err() {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ use uuid::Uuid;
 
 use crate::bus::{CommandBus, CommandError};
 use crate::context::CommandContext;
-use crate::polling::{due_in, sooner, wait_after_round};
+use crate::polling::{due_in, run_rounds, sooner};
 use smtp::{Mailer, SendError, SmtpConfig};
 use templates::{RenderedEmail, TemplateInput};
 
@@ -350,38 +350,17 @@ impl NotificationWorker {
 
     /// Runs until `shutdown`. Emails already being sent are finished first; claimed ones not yet
     /// started are released for the next process.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        while !shutdown.is_cancelled() {
-            // Seen before the claim, so rows written while this round runs wake the wait below.
-            self.wake.borrow_and_update();
-            let started = tokio::time::Instant::now();
-            let wait = match self.round(&shutdown).await {
-                Ok((claimed, next_due)) => {
-                    wait_after_round(claimed, next_due, self.poll, started.elapsed())
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "notification worker cannot reach the database");
-                    Duration::from_secs(1)
-                }
-            };
-            if wait.is_zero() {
-                continue;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                changed = self.wake.changed() => {
-                    // The sender lives as long as the checkpoints do; should it be gone, fall
-                    // back to polling rather than spin.
-                    if changed.is_err() {
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = tokio::time::sleep(wait) => {}
-                        }
-                    }
-                }
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
+    pub async fn run(self, shutdown: CancellationToken) {
+        let errors = (Duration::from_secs(1), Duration::from_secs(1));
+        run_rounds(
+            "notification worker",
+            self.wake.clone(),
+            self.poll,
+            errors,
+            &shutdown,
+            || self.round(&shutdown),
+        )
+        .await;
     }
 
     /// Claims what is due and sends it. Returns how many rows it claimed and how long until the
