@@ -33,6 +33,19 @@ impl BenchDb {
             .with_context(|| format!("cannot connect to {}", self.name))
     }
 
+    /// A pool whose commits do not wait for the WAL flush (`synchronous_commit = off`), for
+    /// writing fixtures that no measured side's durability depends on: the log row 4 rebuilds
+    /// from is generated before either side's clock starts, and a server crash would fail the
+    /// run anyway.
+    pub(crate) async fn fixture_pool(&self, size: u32) -> anyhow::Result<PgPool> {
+        PgPoolOptions::new()
+            .max_connections(size)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(self.opts.clone().options([("synchronous_commit", "off")]))
+            .await
+            .with_context(|| format!("cannot connect to {}", self.name))
+    }
+
     /// A URL for a child process.
     pub(crate) fn url(&self) -> String {
         self.opts.to_url_lossy().to_string()

@@ -51,7 +51,16 @@ pub(crate) async fn run(
     let pool = db.pool(16).await?;
     let store = PgEventStore::new(pool.clone());
     let started = Instant::now();
-    let events = write_log(&store, sizes.log_products, sizes.log_events).await?;
+    // The log is a fixture: written through the same append path, but committed without
+    // waiting for each WAL flush (neither side's clock runs yet).
+    let fixture = db.fixture_pool(WRITERS as u32 + 1).await?;
+    let events = write_log(
+        &PgEventStore::new(fixture.clone()),
+        sizes.log_products,
+        sizes.log_events,
+    )
+    .await?;
+    fixture.close().await;
     progress(
         verbose,
         format!(
