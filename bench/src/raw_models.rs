@@ -12,7 +12,7 @@ use purser_domain::inventory::{AdjustmentReason, InventoryEvent, ReleaseReason};
 use purser_domain::order::{CancelledBy, OrderEvent, OrderLine};
 use purser_domain::payment::PaymentEvent;
 use purser_domain::product::{ProductEvent, ProductKind};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -140,90 +140,47 @@ async fn catalog_stock(tx: &mut PgConnection, e: &InventoryEvent) -> anyhow::Res
     Ok(())
 }
 
-/// A timeline step plus the status move, in one statement.
-async fn step(
+/// The analytics fact rows of an order's lines.
+async fn insert_fact_lines(
     tx: &mut PgConnection,
     order_id: Uuid,
-    status: &str,
-    event: &str,
-    at: &DateTime<Utc>,
-    detail: Value,
+    lines: &[OrderLine],
+    placed_at: &DateTime<Utc>,
 ) -> anyhow::Result<()> {
     sqlx::query(
-        "with o as (
-             update sales.orders
-             set timeline_length = timeline_length + 1, status = $5, updated_at = $3
-             where order_id = $1
-             returning timeline_length, status)
-         insert into sales.order_timeline (order_id, seq, status, event, at, detail)
-         select $1, o.timeline_length, o.status, $2, $3, $4 from o",
+        "insert into analytics.fact_order_lines
+            (order_id, line_no, sku, name, kind, qty, unit_price_minor, line_total_minor,
+             currency, placed_at)
+         select $1, t.ord, t.sku, t.name, t.kind, t.qty, t.unit, t.total, t.currency, $9
+         from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[],
+                     $8::text[])
+              with ordinality as t(sku, name, kind, qty, unit, total, currency, ord)",
     )
     .bind(order_id)
-    .bind(event)
-    .bind(at)
-    .bind(detail)
-    .bind(status)
+    .bind(lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.name.as_str()).collect::<Vec<_>>())
+    .bind(lines.iter().map(line_kind).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.qty.get() as i32).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.unit_price.minor).collect::<Vec<_>>())
+    .bind(lines.iter().map(|l| l.line_total.minor).collect::<Vec<_>>())
+    .bind(
+        lines
+            .iter()
+            .map(|l| l.unit_price.currency.code())
+            .collect::<Vec<_>>(),
+    )
+    .bind(placed_at)
     .execute(tx)
     .await?;
     Ok(())
 }
 
-async fn insert_lines(
-    tx: &mut PgConnection,
-    table_and_extra: (&str, Option<&DateTime<Utc>>),
-    order_id: Uuid,
-    lines: &[OrderLine],
-) -> anyhow::Result<()> {
-    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
-    let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
-    let kinds: Vec<&str> = lines
-        .iter()
-        .map(|l| {
-            if l.is_digital() {
-                "digital"
-            } else {
-                "physical"
-            }
-        })
-        .collect();
-    let qtys: Vec<i32> = lines.iter().map(|l| l.qty.get() as i32).collect();
-    let units: Vec<i64> = lines.iter().map(|l| l.unit_price.minor).collect();
-    let totals: Vec<i64> = lines.iter().map(|l| l.line_total.minor).collect();
-    let currencies: Vec<&str> = lines.iter().map(|l| l.unit_price.currency.code()).collect();
-    let (table, placed_at) = table_and_extra;
-    let sql = match placed_at {
-        None => format!(
-            "insert into {table}
-                (order_id, line_no, sku, name, kind, qty, unit_price_minor, line_total_minor, currency)
-             select $1, t.ord, t.sku, t.name, t.kind, t.qty, t.unit, t.total, t.currency
-             from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[],
-                         $8::text[])
-                  with ordinality as t(sku, name, kind, qty, unit, total, currency, ord)"
-        ),
-        Some(_) => format!(
-            "insert into {table}
-                (order_id, line_no, sku, name, kind, qty, unit_price_minor, line_total_minor,
-                 currency, placed_at)
-             select $1, t.ord, t.sku, t.name, t.kind, t.qty, t.unit, t.total, t.currency, $9
-             from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[],
-                         $8::text[])
-                  with ordinality as t(sku, name, kind, qty, unit, total, currency, ord)"
-        ),
-    };
-    let mut q = sqlx::query(&sql)
-        .bind(order_id)
-        .bind(skus)
-        .bind(names)
-        .bind(kinds)
-        .bind(qtys)
-        .bind(units)
-        .bind(totals)
-        .bind(currencies);
-    if let Some(p) = placed_at {
-        q = q.bind(p);
+fn line_kind(l: &OrderLine) -> &'static str {
+    if l.is_digital() {
+        "digital"
+    } else {
+        "physical"
     }
-    q.execute(tx).await?;
-    Ok(())
 }
 
 fn cancelled_by(by: &CancelledBy) -> &'static str {
@@ -239,7 +196,16 @@ async fn orders_order(
     e: &OrderEvent,
     event_type: &str,
 ) -> anyhow::Result<()> {
-    let (order_id, status, at, detail) = match e {
+    // Extra SET assignments over fixed parameters: $6 a uuid, $7 and $8 texts, $9 an amount,
+    // $10 a time (as the projection does).
+    let none = (
+        None::<Uuid>,
+        None::<&str>,
+        None::<&str>,
+        None::<i64>,
+        None::<DateTime<Utc>>,
+    );
+    let (order_id, status, at, detail, set, (id, text, text2, amount, time)) = match e {
         OrderEvent::OrderPlaced {
             order_id,
             customer_id,
@@ -256,12 +222,29 @@ async fn orders_order(
                 .as_ref()
                 .map(serde_json::to_value)
                 .transpose()?;
+            let detail = json!({
+                "total_minor": total.minor,
+                "currency": total.currency.code(),
+                "item_count": item_count,
+            });
             sqlx::query(
-                "insert into sales.orders
-                    (order_id, customer_id, email, status, currency, total_minor, item_count,
-                     line_count, cart_id, has_digital, has_physical, shipping_address, placed_at,
-                     updated_at)
-                 values ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+                "with o as (
+                     insert into sales.orders
+                        (order_id, customer_id, email, status, currency, total_minor, item_count,
+                         line_count, cart_id, has_digital, has_physical, shipping_address,
+                         placed_at, updated_at, timeline_length)
+                     values ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 1)
+                     returning order_id),
+                 l as (
+                     insert into sales.order_lines
+                        (order_id, line_no, sku, name, kind, qty, unit_price_minor,
+                         line_total_minor, currency)
+                     select $1, t.ord, t.sku, t.name, t.kind, t.qty, t.unit, t.total, t.currency
+                     from unnest($15::text[], $16::text[], $17::text[], $18::int[],
+                                 $19::bigint[], $20::bigint[], $21::text[])
+                          with ordinality as t(sku, name, kind, qty, unit, total, currency, ord))
+                 insert into sales.order_timeline (order_id, seq, status, event, at, detail)
+                 select o.order_id, 1, 'PENDING', $13, $12, $14 from o",
             )
             .bind(order_id.as_uuid())
             .bind(customer_id.as_uuid())
@@ -275,92 +258,85 @@ async fn orders_order(
             .bind(lines.iter().any(|l| !l.is_digital()))
             .bind(address)
             .bind(at)
+            .bind(event_type)
+            .bind(detail)
+            .bind(lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.name.as_str()).collect::<Vec<_>>())
+            .bind(lines.iter().map(line_kind).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.qty.get() as i32).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.unit_price.minor).collect::<Vec<_>>())
+            .bind(lines.iter().map(|l| l.line_total.minor).collect::<Vec<_>>())
+            .bind(
+                lines
+                    .iter()
+                    .map(|l| l.unit_price.currency.code())
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *tx)
             .await?;
-            insert_lines(tx, ("sales.order_lines", None), order_id.as_uuid(), lines).await?;
-            (
-                order_id,
-                "PENDING",
-                at,
-                json!({
-                    "total_minor": total.minor,
-                    "currency": total.currency.code(),
-                    "item_count": item_count,
-                }),
-            )
+            return Ok(());
         }
         OrderEvent::OrderPaymentStarted {
             order_id,
             payment_id,
             at,
-        } => {
-            sqlx::query("update sales.orders set payment_id = $2 where order_id = $1")
-                .bind(order_id.as_uuid())
-                .bind(payment_id.as_uuid())
-                .execute(&mut *tx)
-                .await?;
-            (
-                order_id,
-                "PAYMENT_PROCESSING",
-                at,
-                json!({ "payment_id": payment_id }),
-            )
-        }
+        } => (
+            order_id,
+            "PAYMENT_PROCESSING",
+            at,
+            json!({ "payment_id": payment_id }),
+            "payment_id = $6",
+            (Some(payment_id.as_uuid()), None, None, None, None),
+        ),
         OrderEvent::OrderPaid {
             order_id,
             payment_id,
             gateway_reference,
             amount,
             at,
-        } => {
-            sqlx::query(
-                "update sales.orders
-                 set payment_id = $2, payment_reference = $3, captured_minor = $4,
-                     paid_at = coalesce(paid_at, $5)
-                 where order_id = $1",
-            )
-            .bind(order_id.as_uuid())
-            .bind(payment_id.as_uuid())
-            .bind(gateway_reference)
-            .bind(amount.minor)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+        } => (
+            order_id,
+            "PAID",
+            at,
+            json!({
+                "payment_reference": gateway_reference,
+                "amount_minor": amount.minor,
+                "currency": amount.currency.code(),
+            }),
+            "payment_id = $6, payment_reference = $7, captured_minor = $9,
+             paid_at = coalesce(paid_at, $3)",
             (
-                order_id,
-                "PAID",
-                at,
-                json!({
-                    "payment_reference": gateway_reference,
-                    "amount_minor": amount.minor,
-                    "currency": amount.currency.code(),
-                }),
-            )
-        }
+                Some(payment_id.as_uuid()),
+                Some(gateway_reference.as_str()),
+                None,
+                Some(amount.minor),
+                None,
+            ),
+        ),
         OrderEvent::OrderPaymentFailed {
             order_id,
             reason,
             message,
             at,
-        } => {
-            sqlx::query(
-                "update sales.orders set failure_reason = $2, failure_message = $3 where order_id = $1",
-            )
-            .bind(order_id.as_uuid())
-            .bind(reason)
-            .bind(message)
-            .execute(&mut *tx)
-            .await?;
+        } => (
+            order_id,
+            "PAYMENT_FAILED",
+            at,
+            json!({ "failure_reason": reason, "message": message }),
+            "failure_reason = $7, failure_message = $8",
             (
-                order_id,
-                "PAYMENT_FAILED",
-                at,
-                json!({ "failure_reason": reason, "message": message }),
-            )
+                None,
+                Some(reason.as_str()),
+                Some(message.as_str()),
+                None,
+                None,
+            ),
+        ),
+        OrderEvent::OrderConfirmed { order_id, at } => {
+            (order_id, "CONFIRMED", at, json!({}), "", none)
         }
-        OrderEvent::OrderConfirmed { order_id, at } => (order_id, "CONFIRMED", at, json!({})),
         OrderEvent::OrderProcessingStarted { order_id, at } => {
-            (order_id, "PROCESSING", at, json!({}))
+            (order_id, "PROCESSING", at, json!({}), "", none)
         }
         OrderEvent::OrderShipped {
             order_id,
@@ -368,68 +344,84 @@ async fn orders_order(
             carrier,
             estimated_delivery,
             at,
-        } => {
-            sqlx::query(
-                "update sales.orders
-                 set tracking_number = $2, carrier = $3, estimated_delivery = $4, shipped_at = $5
-                 where order_id = $1",
-            )
-            .bind(order_id.as_uuid())
-            .bind(tracking_number)
-            .bind(carrier)
-            .bind(estimated_delivery)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+        } => (
+            order_id,
+            "SHIPPED",
+            at,
+            json!({
+                "tracking_number": tracking_number,
+                "carrier": carrier,
+                "estimated_delivery": estimated_delivery,
+            }),
+            "tracking_number = $7, carrier = $8, estimated_delivery = $10, shipped_at = $3",
             (
-                order_id,
-                "SHIPPED",
-                at,
-                json!({
-                    "tracking_number": tracking_number,
-                    "carrier": carrier,
-                    "estimated_delivery": estimated_delivery,
-                }),
-            )
-        }
-        OrderEvent::OrderDelivered { order_id, at } => {
-            sqlx::query("update sales.orders set delivered_at = $2 where order_id = $1")
-                .bind(order_id.as_uuid())
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            (order_id, "DELIVERED", at, json!({}))
-        }
+                None,
+                Some(tracking_number.as_str()),
+                Some(carrier.as_str()),
+                None,
+                *estimated_delivery,
+            ),
+        ),
+        OrderEvent::OrderDelivered { order_id, at } => (
+            order_id,
+            "DELIVERED",
+            at,
+            json!({}),
+            "delivered_at = $3",
+            none,
+        ),
         OrderEvent::OrderCancelled {
             order_id,
             reason,
             by,
             was_paid,
             at,
-        } => {
-            sqlx::query(
-                "update sales.orders set cancel_reason = $2, cancelled_by = $3, cancelled_at = $4
-                 where order_id = $1",
-            )
-            .bind(order_id.as_uuid())
-            .bind(reason)
-            .bind(cancelled_by(by))
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+        } => (
+            order_id,
+            "CANCELLED",
+            at,
+            json!({ "reason": reason, "by": cancelled_by(by), "was_paid": was_paid }),
+            "cancel_reason = $7, cancelled_by = $8, cancelled_at = $3",
             (
-                order_id,
-                "CANCELLED",
-                at,
-                json!({ "reason": reason, "by": cancelled_by(by), "was_paid": was_paid }),
-            )
-        }
+                None,
+                Some(reason.as_str()),
+                Some(cancelled_by(by)),
+                None,
+                None,
+            ),
+        ),
         other => bail!(
             "the raw baseline does not handle {} (the generator does not make it)",
             purser_domain::Event::event_type(other)
         ),
     };
-    step(tx, order_id.as_uuid(), status, event_type, at, detail).await
+    let set = if set.is_empty() {
+        String::new()
+    } else {
+        format!(", {set}")
+    };
+    sqlx::query(&format!(
+        "with o as (
+             update sales.orders
+             set timeline_length = timeline_length + 1, status = $5, updated_at = $3{set}
+             where order_id = $1
+             returning timeline_length, status)
+         insert into sales.order_timeline (order_id, seq, status, event, at, detail)
+         select $1, o.timeline_length, o.status, $2, $3, $4 from o"
+    ))
+    .bind(order_id.as_uuid())
+    .bind(event_type)
+    .bind(at)
+    .bind(detail)
+    .bind(status)
+    .bind(id)
+    .bind(text)
+    .bind(text2)
+    .bind(amount)
+    .bind(time)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 async fn orders_payment(tx: &mut PgConnection, e: &PaymentEvent) -> anyhow::Result<()> {
@@ -511,13 +503,7 @@ async fn analytics_order(tx: &mut PgConnection, e: &OrderEvent) -> anyhow::Resul
         .bind(at)
         .execute(&mut *tx)
         .await?;
-        return insert_lines(
-            tx,
-            ("analytics.fact_order_lines", Some(at)),
-            order_id.as_uuid(),
-            lines,
-        )
-        .await;
+        return insert_fact_lines(tx, order_id.as_uuid(), lines, at).await;
     }
     // (order, time, status, extra assignments, amount, text)
     let (order_id, at, status, set, amount, text): (_, _, _, &str, Option<i64>, Option<&str>) =

@@ -150,8 +150,23 @@ impl Projection for OrdersProjection {
     }
 }
 
-/// Appends a timeline step and moves the status in one statement. Does nothing when the order
-/// is unknown (a payment event for an order this model never saw placed).
+/// What one order event writes to its `sales.orders` row besides the status, the timeline
+/// length and `updated_at`: extra `SET` assignments over a fixed set of parameters, each
+/// variant using the ones it needs ($5 a uuid, $6 and $7 texts, $8 an amount, $9 a time).
+/// sqlx declares every parameter's type, so an unused one costs nothing.
+#[derive(Default)]
+struct RowChange {
+    set: &'static str,
+    id: Option<Uuid>,
+    text: Option<String>,
+    text2: Option<String>,
+    amount: Option<i64>,
+    time: Option<DateTime<Utc>>,
+}
+
+/// Moves the order's status, stamps the event's own columns, and appends the timeline step,
+/// all in one statement. Does nothing when the order is unknown (a payment event for an order
+/// this model never saw placed).
 async fn step(
     tx: &mut PgConnection,
     order_id: Uuid,
@@ -159,12 +174,18 @@ async fn step(
     event: &str,
     at: DateTime<Utc>,
     detail: Value,
+    row: RowChange,
 ) -> Result<(), sqlx::Error> {
     let status = status_sql(change);
+    let set = if row.set.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", row.set)
+    };
     sqlx::query(&format!(
         "with o as (
              update sales.orders
-             set timeline_length = timeline_length + 1, status = {status}, updated_at = $3
+             set timeline_length = timeline_length + 1, status = {status}, updated_at = $3{set}
              where order_id = $1
              returning timeline_length, status)
          insert into sales.order_timeline (order_id, seq, status, event, at, detail)
@@ -174,7 +195,97 @@ async fn step(
     .bind(event)
     .bind(at)
     .bind(detail)
+    .bind(row.id)
+    .bind(row.text)
+    .bind(row.text2)
+    .bind(row.amount)
+    .bind(row.time)
     .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// `OrderPlaced`: the order row, its lines and its first timeline step in one statement.
+async fn place(
+    tx: &mut PgConnection,
+    order_id: Uuid,
+    e: &OrderEvent,
+    event_type: &str,
+) -> Result<(), ProjectionError> {
+    let OrderEvent::OrderPlaced {
+        customer_id,
+        email,
+        lines,
+        total,
+        cart_id,
+        shipping_address,
+        at,
+        ..
+    } = e
+    else {
+        return Ok(());
+    };
+    let item_count: i64 = lines.iter().map(|l| i64::from(l.qty.get())).sum();
+    let address = shipping_address
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| ProjectionError::Other(format!("shipping address: {e}")))?;
+    let detail = json!({
+        "total_minor": total.minor,
+        "currency": total.currency.code(),
+        "item_count": item_count,
+    });
+    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+    let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
+    let kinds: Vec<&str> = lines.iter().map(line_kind).collect();
+    let qtys: Vec<i32> = lines.iter().map(|l| l.qty.get() as i32).collect();
+    let units: Vec<i64> = lines.iter().map(|l| l.unit_price.minor).collect();
+    let totals: Vec<i64> = lines.iter().map(|l| l.line_total.minor).collect();
+    let currencies: Vec<&str> = lines.iter().map(|l| l.unit_price.currency.code()).collect();
+    // The lines and the timeline step reference the order row inserted beside them; foreign
+    // keys are checked at the end of the statement, when it exists.
+    sqlx::query(
+        "with o as (
+             insert into sales.orders
+                (order_id, customer_id, email, status, currency, total_minor, item_count,
+                 line_count, cart_id, has_digital, has_physical, shipping_address, placed_at,
+                 updated_at, timeline_length)
+             values ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 1)
+             returning order_id),
+         l as (
+             insert into sales.order_lines
+                (order_id, line_no, sku, name, kind, qty, unit_price_minor, line_total_minor,
+                 currency)
+             select $1, t.ord, t.sku, t.name, t.kind, t.qty, t.unit, t.total, t.currency
+             from unnest($15::text[], $16::text[], $17::text[], $18::int[], $19::bigint[],
+                         $20::bigint[], $21::text[])
+                  with ordinality as t(sku, name, kind, qty, unit, total, currency, ord))
+         insert into sales.order_timeline (order_id, seq, status, event, at, detail)
+         select o.order_id, 1, 'PENDING', $13, $12, $14 from o",
+    )
+    .bind(order_id)
+    .bind(customer_id.as_uuid())
+    .bind(email.as_str())
+    .bind(total.currency.code())
+    .bind(total.minor)
+    .bind(item_count)
+    .bind(lines.len() as i32)
+    .bind(cart_id.map(|c| c.as_uuid()))
+    .bind(lines.iter().any(OrderLine::is_digital))
+    .bind(lines.iter().any(|l| !l.is_digital()))
+    .bind(address)
+    .bind(at)
+    .bind(event_type)
+    .bind(detail)
+    .bind(skus)
+    .bind(names)
+    .bind(kinds)
+    .bind(qtys)
+    .bind(units)
+    .bind(totals)
+    .bind(currencies)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -187,104 +298,53 @@ async fn apply_order(
     let order_id = order_id_of(&e);
     let at = order_event_at(&e);
     let change = status_change(&e);
-    let detail = match &e {
-        OrderEvent::OrderPlaced {
-            customer_id,
-            email,
-            lines,
-            total,
-            cart_id,
-            shipping_address,
-            ..
-        } => {
-            let item_count: i64 = lines.iter().map(|l| i64::from(l.qty.get())).sum();
-            let has_digital = lines.iter().any(OrderLine::is_digital);
-            let has_physical = lines.iter().any(|l| !l.is_digital());
-            let address = shipping_address
-                .as_ref()
-                .map(serde_json::to_value)
-                .transpose()
-                .map_err(|e| ProjectionError::Other(format!("shipping address: {e}")))?;
-            sqlx::query(
-                "insert into sales.orders
-                    (order_id, customer_id, email, status, currency, total_minor, item_count,
-                     line_count, cart_id, has_digital, has_physical, shipping_address, placed_at,
-                     updated_at)
-                 values ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
-            )
-            .bind(order_id)
-            .bind(customer_id.as_uuid())
-            .bind(email.as_str())
-            .bind(total.currency.code())
-            .bind(total.minor)
-            .bind(item_count)
-            .bind(lines.len() as i32)
-            .bind(cart_id.map(|c| c.as_uuid()))
-            .bind(has_digital)
-            .bind(has_physical)
-            .bind(address)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            insert_lines(tx, order_id, lines).await?;
-            json!({
-                "total_minor": total.minor,
-                "currency": total.currency.code(),
-                "item_count": item_count,
-            })
-        }
-        OrderEvent::OrderPaymentStarted { payment_id, .. } => {
-            sqlx::query("update sales.orders set payment_id = $2 where order_id = $1")
-                .bind(order_id)
-                .bind(payment_id.as_uuid())
-                .execute(&mut *tx)
-                .await?;
-            json!({ "payment_id": payment_id })
-        }
+    let (detail, row) = match &e {
+        OrderEvent::OrderPlaced { .. } => return place(tx, order_id, &e, event_type).await,
+        OrderEvent::OrderPaymentStarted { payment_id, .. } => (
+            json!({ "payment_id": payment_id }),
+            RowChange {
+                set: "payment_id = $5",
+                id: Some(payment_id.as_uuid()),
+                ..RowChange::default()
+            },
+        ),
         OrderEvent::OrderPaid {
             payment_id,
             gateway_reference,
             amount,
             ..
-        } => {
-            sqlx::query(
-                "update sales.orders
-                 set payment_id = $2, payment_reference = $3, captured_minor = $4,
-                     paid_at = coalesce(paid_at, $5)
-                 where order_id = $1",
-            )
-            .bind(order_id)
-            .bind(payment_id.as_uuid())
-            .bind(gateway_reference)
-            .bind(amount.minor)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+        } => (
             json!({
                 "payment_reference": gateway_reference,
                 "amount_minor": amount.minor,
                 "currency": amount.currency.code(),
-            })
-        }
+            }),
+            RowChange {
+                set: "payment_id = $5, payment_reference = $6, captured_minor = $8,
+                      paid_at = coalesce(paid_at, $3)",
+                id: Some(payment_id.as_uuid()),
+                text: Some(gateway_reference.clone()),
+                amount: Some(amount.minor),
+                ..RowChange::default()
+            },
+        ),
         OrderEvent::OrderPaymentFailed {
             reason, message, ..
-        } => {
-            sqlx::query(
-                "update sales.orders set failure_reason = $2, failure_message = $3 where order_id = $1",
-            )
-            .bind(order_id)
-            .bind(reason)
-            .bind(message)
-            .execute(&mut *tx)
-            .await?;
-            json!({ "failure_reason": reason, "message": message })
-        }
+        } => (
+            json!({ "failure_reason": reason, "message": message }),
+            RowChange {
+                set: "failure_reason = $6, failure_message = $7",
+                text: Some(reason.clone()),
+                text2: Some(message.clone()),
+                ..RowChange::default()
+            },
+        ),
         OrderEvent::OrderInventoryUnavailable { skus, .. } => {
             let skus: Vec<&str> = skus.iter().map(|s| s.as_str()).collect();
-            json!({ "skus": skus })
+            (json!({ "skus": skus }), RowChange::default())
         }
         OrderEvent::OrderConfirmed { .. } | OrderEvent::OrderProcessingStarted { .. } => {
-            json!({})
+            (json!({}), RowChange::default())
         }
         OrderEvent::OrderLicenseAttached {
             sku, license_id, ..
@@ -298,127 +358,85 @@ async fn apply_order(
             .bind(license_id.as_uuid())
             .execute(&mut *tx)
             .await?;
-            json!({ "sku": sku.as_str(), "license_id": license_id })
+            (
+                json!({ "sku": sku.as_str(), "license_id": license_id }),
+                RowChange::default(),
+            )
         }
         OrderEvent::OrderFulfilled { licenses, .. } => {
-            sqlx::query(
-                "update sales.orders set fulfilled_at = coalesce(fulfilled_at, $2) where order_id = $1",
-            )
-            .bind(order_id)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
             let licenses: serde_json::Map<String, Value> = licenses
                 .iter()
                 .map(|(sku, id)| (sku.as_str().to_owned(), json!(id)))
                 .collect();
-            json!({ "licenses": licenses })
+            (
+                json!({ "licenses": licenses }),
+                RowChange {
+                    set: "fulfilled_at = coalesce(fulfilled_at, $3)",
+                    ..RowChange::default()
+                },
+            )
         }
         OrderEvent::OrderShipped {
             tracking_number,
             carrier,
             estimated_delivery,
             ..
-        } => {
-            sqlx::query(
-                "update sales.orders
-                 set tracking_number = $2, carrier = $3, estimated_delivery = $4, shipped_at = $5
-                 where order_id = $1",
-            )
-            .bind(order_id)
-            .bind(tracking_number)
-            .bind(carrier)
-            .bind(estimated_delivery)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+        } => (
             json!({
                 "tracking_number": tracking_number,
                 "carrier": carrier,
                 "estimated_delivery": estimated_delivery,
-            })
-        }
-        OrderEvent::OrderDelivered { .. } => {
-            sqlx::query("update sales.orders set delivered_at = $2 where order_id = $1")
-                .bind(order_id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            json!({})
-        }
+            }),
+            RowChange {
+                set: "tracking_number = $6, carrier = $7, estimated_delivery = $9,
+                      shipped_at = $3",
+                text: Some(tracking_number.clone()),
+                text2: Some(carrier.clone()),
+                time: *estimated_delivery,
+                ..RowChange::default()
+            },
+        ),
+        OrderEvent::OrderDelivered { .. } => (
+            json!({}),
+            RowChange {
+                set: "delivered_at = $3",
+                ..RowChange::default()
+            },
+        ),
         OrderEvent::OrderCancelled {
             reason,
             by,
             was_paid,
             ..
-        } => {
-            sqlx::query(
-                "update sales.orders set cancel_reason = $2, cancelled_by = $3, cancelled_at = $4
-                 where order_id = $1",
-            )
-            .bind(order_id)
-            .bind(reason)
-            .bind(cancelled_by(*by))
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            json!({ "reason": reason, "by": cancelled_by(*by), "was_paid": was_paid })
-        }
+        } => (
+            json!({ "reason": reason, "by": cancelled_by(*by), "was_paid": was_paid }),
+            RowChange {
+                set: "cancel_reason = $6, cancelled_by = $7, cancelled_at = $3",
+                text: Some(reason.clone()),
+                text2: Some(cancelled_by(*by).to_owned()),
+                ..RowChange::default()
+            },
+        ),
         OrderEvent::OrderRefunded {
             amount,
             reason,
             refund_reference,
             ..
-        } => {
-            sqlx::query(
-                "update sales.orders set refunded_minor = refunded_minor + $2 where order_id = $1",
-            )
-            .bind(order_id)
-            .bind(amount.minor)
-            .execute(&mut *tx)
-            .await?;
+        } => (
             json!({
                 "refund_minor": amount.minor,
                 "currency": amount.currency.code(),
                 "reason": reason,
                 "refund_reference": refund_reference,
-            })
-        }
+            }),
+            RowChange {
+                set: "refunded_minor = refunded_minor + $8",
+                amount: Some(amount.minor),
+                ..RowChange::default()
+            },
+        ),
     };
-    step(tx, order_id, change, event_type, at, detail).await?;
-    Ok(())
-}
-
-async fn insert_lines(
-    tx: &mut PgConnection,
-    order_id: Uuid,
-    lines: &[OrderLine],
-) -> Result<(), sqlx::Error> {
-    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
-    let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
-    let kinds: Vec<&str> = lines.iter().map(line_kind).collect();
-    let qtys: Vec<i32> = lines.iter().map(|l| l.qty.get() as i32).collect();
-    let units: Vec<i64> = lines.iter().map(|l| l.unit_price.minor).collect();
-    let totals: Vec<i64> = lines.iter().map(|l| l.line_total.minor).collect();
-    let currencies: Vec<&str> = lines.iter().map(|l| l.unit_price.currency.code()).collect();
-    sqlx::query(
-        "insert into sales.order_lines
-            (order_id, line_no, sku, name, kind, qty, unit_price_minor, line_total_minor, currency)
-         select $1, t.ord, t.sku, t.name, t.kind, t.qty, t.unit, t.total, t.currency
-         from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[],
-                     $8::text[])
-              with ordinality as t(sku, name, kind, qty, unit, total, currency, ord)",
-    )
-    .bind(order_id)
-    .bind(skus)
-    .bind(names)
-    .bind(kinds)
-    .bind(qtys)
-    .bind(units)
-    .bind(totals)
-    .bind(currencies)
-    .execute(tx)
-    .await?;
+    step(tx, order_id, change, event_type, at, detail, row).await?;
     Ok(())
 }
 
@@ -464,6 +482,7 @@ async fn apply_payment(
                 event_type,
                 at,
                 detail,
+                RowChange::default(),
             )
             .await?;
         }
