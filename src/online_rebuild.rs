@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use futures::TryStreamExt;
-use purser_event_store::{EventStore, Position};
+use purser_event_store::{EventStore, Position, RecordedEvent};
 use purser_projections::{CheckpointRow, Checkpoints, Projection};
 use sqlx::postgres::PgPool;
 use sqlx::{Executor, PgConnection, Row};
@@ -278,12 +278,15 @@ async fn apply_between(
         let Some(end) = page.last().map(|e| e.position) else {
             break;
         };
-        for e in page.iter().take_while(|e| e.position <= until) {
-            if filter.matches(&e.stream, &e.event_type) {
-                projection.apply(tx, e).await?;
-                applied += 1;
-                last = Some(e.recorded_at);
-            }
+        let events: Vec<&RecordedEvent> = page
+            .iter()
+            .take_while(|e| e.position <= until)
+            .filter(|e| filter.matches(&e.stream, &e.event_type))
+            .collect();
+        if let Some(e) = events.last() {
+            projection.apply_batch(tx, &events).await?;
+            applied += events.len() as i64;
+            last = Some(e.recorded_at);
         }
         after = end;
     }

@@ -5,6 +5,8 @@
 //! table's checksum with the projections' own result, so "the same rows" is checked, not
 //! assumed.
 
+use std::collections::HashMap;
+
 use anyhow::bail;
 use chrono::{DateTime, Utc};
 use purser_domain::AnyEvent;
@@ -35,23 +37,24 @@ impl Model {
         }
     }
 
+    /// Writes one event's rows, or adds them to `page` when the projection writes them for a
+    /// whole batch at once (stock moves, inventory movement facts).
     pub(crate) async fn apply(
         self,
         tx: &mut PgConnection,
+        page: &mut Page,
         event_id: Uuid,
         event_type: &str,
         event: &AnyEvent,
     ) -> anyhow::Result<()> {
         match (self, event) {
             (Model::Catalog, AnyEvent::Product(e)) => catalog_product(tx, e).await,
-            (Model::Catalog, AnyEvent::Inventory(e)) => catalog_stock(tx, e).await,
+            (Model::Catalog, AnyEvent::Inventory(e)) => catalog_stock(page, e),
             (Model::Orders, AnyEvent::Order(e)) => orders_order(tx, e, event_type).await,
             (Model::Orders, AnyEvent::Payment(e)) => orders_payment(tx, e).await,
             (Model::Analytics, AnyEvent::Order(e)) => analytics_order(tx, e).await,
-            (Model::Analytics, AnyEvent::Payment(e)) => analytics_payment(tx, event_id, e).await,
-            (Model::Analytics, AnyEvent::Inventory(e)) => {
-                analytics_inventory(tx, event_id, e).await
-            }
+            (Model::Analytics, AnyEvent::Payment(e)) => analytics_payment(page, event_id, e),
+            (Model::Analytics, AnyEvent::Inventory(e)) => analytics_inventory(page, event_id, e),
             (_, other) => bail!(
                 "the raw baseline does not handle {} (the generator does not make it)",
                 other.event_type()
@@ -105,7 +108,197 @@ async fn catalog_product(tx: &mut PgConnection, e: &ProductEvent) -> anyhow::Res
     Ok(())
 }
 
-async fn catalog_stock(tx: &mut PgConnection, e: &InventoryEvent) -> anyhow::Result<()> {
+/// What a page writes at its end, as the projections do for a batch.
+#[derive(Default)]
+pub(crate) struct Page {
+    /// Stock deltas summed per SKU: (sku, on hand, reserved, time of the last).
+    stock: Vec<(String, i64, i64, DateTime<Utc>)>,
+    stock_index: HashMap<String, usize>,
+    /// Inventory movement facts, one per event: (event id, sku, kind, reason, note,
+    /// reservation, order, qty, on-hand delta, reserved delta, time).
+    movements: Vec<Movement>,
+    /// Payment facts, one per event: (event id, payment, order, kind, amount, currency,
+    /// reason, message, gateway reference, time).
+    payments: Vec<PaymentRow>,
+    /// The first intent's amount and currency per payment seen in the page.
+    intents: HashMap<Uuid, (i64, String)>,
+}
+
+type PaymentRow = (
+    Uuid,
+    Uuid,
+    Uuid,
+    &'static str,
+    Option<i64>,
+    Option<String>,
+    Option<&'static str>,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+);
+
+type Movement = (
+    Uuid,
+    String,
+    &'static str,
+    Option<&'static str>,
+    Option<String>,
+    Option<Uuid>,
+    Option<Uuid>,
+    i64,
+    i64,
+    i64,
+    DateTime<Utc>,
+);
+
+impl Page {
+    /// The page's batched writes, one statement each.
+    pub(crate) async fn finish(self, tx: &mut PgConnection) -> anyhow::Result<()> {
+        if !self.payments.is_empty() {
+            let n = self.payments.len();
+            let mut cols = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for p in self.payments {
+                cols.0.push(p.0);
+                cols.1.push(p.1);
+                cols.2.push(p.2);
+                cols.3.push(p.3);
+                cols.4.push(p.4);
+                cols.5.push(p.5);
+                cols.6.push(p.6);
+                cols.7.push(p.7);
+                cols.8.push(p.8);
+                cols.9.push(p.9);
+            }
+            sqlx::query(
+                "insert into analytics.fact_payments
+                    (event_id, payment_id, order_id, kind, amount_minor, currency, reason,
+                     message, gateway_reference, refund_reference, attempt, at)
+                 select t.event_id, t.payment_id, t.order_id, t.kind,
+                        coalesce(t.amount, i.amount_minor), coalesce(t.currency, i.currency),
+                        t.reason, t.message, t.gateway_reference, null, null, t.at
+                 from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[],
+                             $6::text[], $7::text[], $8::text[], $9::text[],
+                             $10::timestamptz[])
+                      with ordinality as t(event_id, payment_id, order_id, kind, amount,
+                                           currency, reason, message, gateway_reference, at,
+                                           ord)
+                 left join lateral (
+                     select amount_minor, currency from analytics.fact_payments f
+                     where f.payment_id = t.payment_id and f.kind = 'intent_created'
+                     order by f.at, f.event_id limit 1) i on t.amount is null
+                 order by t.ord",
+            )
+            .bind(cols.0)
+            .bind(cols.1)
+            .bind(cols.2)
+            .bind(cols.3)
+            .bind(cols.4)
+            .bind(cols.5)
+            .bind(cols.6)
+            .bind(cols.7)
+            .bind(cols.8)
+            .bind(cols.9)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.stock.is_empty() {
+            let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (sku, on_hand, reserved, at) in self.stock {
+                cols.0.push(sku);
+                cols.1.push(on_hand);
+                cols.2.push(reserved);
+                cols.3.push(at);
+            }
+            sqlx::query(
+                "with d as (
+                     select * from unnest($1::text[], $2::bigint[], $3::bigint[],
+                                          $4::timestamptz[])
+                         as d(sku, on_hand, reserved, at)),
+                 moved as (
+                     update catalog.stock s
+                     set on_hand = s.on_hand + d.on_hand, reserved = s.reserved + d.reserved,
+                         updated_at = d.at
+                     from d where s.sku = d.sku
+                     returning s.sku)
+                 insert into catalog.stock (sku, on_hand, reserved, updated_at)
+                 select d.sku, d.on_hand, d.reserved, d.at from d
+                 where d.sku not in (select sku from moved)",
+            )
+            .bind(cols.0)
+            .bind(cols.1)
+            .bind(cols.2)
+            .bind(cols.3)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !self.movements.is_empty() {
+            let n = self.movements.len();
+            let (mut id, mut sku, mut kind, mut reason, mut note, mut res, mut order) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            let (mut qty, mut on_hand, mut reserved, mut at) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for m in self.movements {
+                id.push(m.0);
+                sku.push(m.1);
+                kind.push(m.2);
+                reason.push(m.3);
+                note.push(m.4);
+                res.push(m.5);
+                order.push(m.6);
+                qty.push(m.7);
+                on_hand.push(m.8);
+                reserved.push(m.9);
+                at.push(m.10);
+            }
+            sqlx::query(
+                "insert into analytics.fact_inventory_movements
+                    (event_id, sku, kind, reason, note, reservation_id, order_id, qty,
+                     on_hand_delta, reserved_delta, at)
+                 select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[],
+                                      $5::text[], $6::uuid[], $7::uuid[], $8::bigint[],
+                                      $9::bigint[], $10::bigint[], $11::timestamptz[])",
+            )
+            .bind(id)
+            .bind(sku)
+            .bind(kind)
+            .bind(reason)
+            .bind(note)
+            .bind(res)
+            .bind(order)
+            .bind(qty)
+            .bind(on_hand)
+            .bind(reserved)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+fn catalog_stock(page: &mut Page, e: &InventoryEvent) -> anyhow::Result<()> {
     let q = |q: &purser_domain::Quantity| i64::from(q.get());
     let (sku, on_hand, reserved, at) = match e {
         InventoryEvent::StockReceived { sku, qty, at } => (sku, q(qty), 0, at),
@@ -115,27 +308,19 @@ async fn catalog_stock(tx: &mut PgConnection, e: &InventoryEvent) -> anyhow::Res
         InventoryEvent::ReservationReleased { sku, qty, at, .. } => (sku, 0, -q(qty), at),
         InventoryEvent::ReservationRejected { .. } => return Ok(()),
     };
-    let updated = sqlx::query(
-        "update catalog.stock
-         set on_hand = on_hand + $2, reserved = reserved + $3, updated_at = $4
-         where sku = $1",
-    )
-    .bind(sku.as_str())
-    .bind(on_hand)
-    .bind(reserved)
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 0 {
-        sqlx::query(
-            "insert into catalog.stock (sku, on_hand, reserved, updated_at) values ($1, $2, $3, $4)",
-        )
-        .bind(sku.as_str())
-        .bind(on_hand)
-        .bind(reserved)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+    match page.stock_index.get(sku.as_str()) {
+        Some(&i) => {
+            let row = &mut page.stock[i];
+            row.1 += on_hand;
+            row.2 += reserved;
+            row.3 = *at;
+        }
+        None => {
+            page.stock_index
+                .insert(sku.as_str().to_owned(), page.stock.len());
+            page.stock
+                .push((sku.as_str().to_owned(), on_hand, reserved, *at));
+        }
     }
     Ok(())
 }
@@ -603,20 +788,16 @@ async fn analytics_order(tx: &mut PgConnection, e: &OrderEvent) -> anyhow::Resul
     Ok(())
 }
 
-async fn analytics_payment(
-    tx: &mut PgConnection,
-    event_id: Uuid,
-    e: &PaymentEvent,
-) -> anyhow::Result<()> {
+fn analytics_payment(page: &mut Page, event_id: Uuid, e: &PaymentEvent) -> anyhow::Result<()> {
     // (payment, order, kind, amount, currency, reason, message, gateway reference, at)
     #[allow(clippy::type_complexity)]
     let (payment_id, order_id, kind, amount, currency, reason, message, reference, at): (
         Uuid,
         Uuid,
-        &str,
+        &'static str,
         Option<i64>,
         Option<&str>,
-        Option<&str>,
+        Option<&'static str>,
         Option<&str>,
         Option<&str>,
         &DateTime<Utc>,
@@ -677,31 +858,31 @@ async fn analytics_payment(
             purser_domain::Event::event_type(other)
         ),
     };
-    sqlx::query(
-        "insert into analytics.fact_payments
-            (event_id, payment_id, order_id, kind, amount_minor, currency, reason, message,
-             gateway_reference, refund_reference, attempt, at)
-         select $1, $2, $3, $4,
-                coalesce($5, i.amount_minor), coalesce($6, i.currency),
-                $7, $8, $9, null, null, $10
-         from (select 1) one
-         left join lateral (
-             select amount_minor, currency from analytics.fact_payments
-             where payment_id = $2 and kind = 'intent_created'
-             order by at, event_id limit 1) i on true",
-    )
-    .bind(event_id)
-    .bind(payment_id)
-    .bind(order_id)
-    .bind(kind)
-    .bind(amount)
-    .bind(currency)
-    .bind(reason)
-    .bind(message)
-    .bind(reference)
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
+    // A failure carries its payment's intent amount: from an intent earlier in the page,
+    // else looked up by the insert (as the projection does).
+    let (amount, currency) = match (amount, currency) {
+        (Some(a), Some(c)) => {
+            if kind == "intent_created" {
+                page.intents
+                    .entry(payment_id)
+                    .or_insert_with(|| (a, c.to_owned()));
+            }
+            (Some(a), Some(c.to_owned()))
+        }
+        _ => page.intents.get(&payment_id).cloned().unzip(),
+    };
+    page.payments.push((
+        event_id,
+        payment_id,
+        order_id,
+        kind,
+        amount,
+        currency,
+        reason,
+        message.map(str::to_owned),
+        reference.map(str::to_owned),
+        *at,
+    ));
     Ok(())
 }
 
@@ -726,17 +907,13 @@ fn release_reason(r: &ReleaseReason) -> &'static str {
     }
 }
 
-async fn analytics_inventory(
-    tx: &mut PgConnection,
-    event_id: Uuid,
-    e: &InventoryEvent,
-) -> anyhow::Result<()> {
+fn analytics_inventory(page: &mut Page, event_id: Uuid, e: &InventoryEvent) -> anyhow::Result<()> {
     let q = |q: &purser_domain::Quantity| i64::from(q.get());
     #[allow(clippy::type_complexity)]
     let (sku, kind, reason, note, reservation, order, qty, on_hand, reserved, at): (
         &purser_domain::Sku,
-        &str,
-        Option<&str>,
+        &'static str,
+        Option<&'static str>,
         Option<&str>,
         Option<Uuid>,
         Option<Uuid>,
@@ -835,24 +1012,18 @@ async fn analytics_inventory(
             bail!("the raw baseline does not handle ReservationRejected")
         }
     };
-    sqlx::query(
-        "insert into analytics.fact_inventory_movements
-            (event_id, sku, kind, reason, note, reservation_id, order_id, qty, on_hand_delta,
-             reserved_delta, at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(event_id)
-    .bind(sku.as_str())
-    .bind(kind)
-    .bind(reason)
-    .bind(note)
-    .bind(reservation)
-    .bind(order)
-    .bind(qty)
-    .bind(on_hand)
-    .bind(reserved)
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
+    page.movements.push((
+        event_id,
+        sku.as_str().to_owned(),
+        kind,
+        reason,
+        note.map(str::to_owned),
+        reservation,
+        order,
+        qty,
+        on_hand,
+        reserved,
+        *at,
+    ));
     Ok(())
 }

@@ -222,6 +222,7 @@ async fn raw_loop(pool: &PgPool, model: Model) -> anyhow::Result<()> {
         let mut tx = pool
             .begin_with(purser_projections::batch_begin(rows.len()))
             .await?;
+        let mut page = crate::raw_models::Page::default();
         for r in rows {
             let id: Uuid = r.get("event_id");
             let category: String = r.get("category");
@@ -230,8 +231,11 @@ async fn raw_loop(pool: &PgPool, model: Model) -> anyhow::Result<()> {
             let data: serde_json::Value = r.get("data");
             let event = AnyEvent::decode(&category, &event_type, version as u16, data)
                 .map_err(|e| anyhow::anyhow!("cannot decode {id}: {e}"))?;
-            model.apply(&mut tx, id, &event_type, &event).await?;
+            model
+                .apply(&mut tx, &mut page, id, &event_type, &event)
+                .await?;
         }
+        page.finish(&mut tx).await?;
         tx.commit().await?;
     }
 }

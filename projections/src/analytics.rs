@@ -7,7 +7,10 @@
 //! event leaves out something worth having next to it (the amount of a failed payment, the
 //! quantity a removed cart line had), it is looked up in this projection's own facts.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use purser_domain::cart::CartEvent;
 use purser_domain::events::AnyEvent;
 use purser_domain::inventory::{AdjustmentReason, InventoryEvent, ReleaseReason};
@@ -15,6 +18,7 @@ use purser_domain::order::{OrderEvent, OrderLine};
 use purser_domain::payment::PaymentEvent;
 use purser_event_store::{EventFilter, RecordedEvent};
 use sqlx::PgConnection;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::carts::cart_event_at;
@@ -54,13 +58,37 @@ impl Projection for AnalyticsProjection {
         tx: &mut PgConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
-        match decode(event)? {
-            AnyEvent::Order(e) => apply_order(tx, e).await,
-            AnyEvent::Payment(e) => apply_payment(tx, event.id, e).await,
-            AnyEvent::Cart(e) => apply_cart(tx, event.id, e).await,
-            AnyEvent::Inventory(e) => apply_inventory(tx, event.id, e).await,
-            _ => Ok(()),
+        self.apply_batch(tx, &[event]).await
+    }
+
+    /// Order and cart events one by one; the batch's payment facts and inventory movements
+    /// (facts no other write reads) inserted after them, one statement each.
+    async fn apply_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut movements = Movements::default();
+        let mut payments = Payments::default();
+        for event in events {
+            let span = crate::project_span(Self::NAME, event);
+            let at = |err| crate::failed_at(Self::NAME, event, err);
+            match decode(event).map_err(at)? {
+                AnyEvent::Order(e) => apply_order(tx, e).instrument(span).await.map_err(at)?,
+                AnyEvent::Payment(e) => span.in_scope(|| payments.add(event.id, e)),
+                AnyEvent::Cart(e) => apply_cart(tx, event.id, e)
+                    .instrument(span)
+                    .await
+                    .map_err(at)?,
+                AnyEvent::Inventory(e) => span.in_scope(|| movements.add(event.id, e)),
+                _ => {}
+            }
         }
+        let written = match payments.write(tx).await {
+            Ok(()) => movements.write(tx).await,
+            Err(e) => Err(e),
+        };
+        written.map_err(|err| crate::failed_in(Self::NAME, events, err.into()))
     }
 }
 
@@ -215,12 +243,101 @@ struct PaymentFact<'a> {
     at: chrono::DateTime<chrono::Utc>,
 }
 
-async fn apply_payment(
-    tx: &mut PgConnection,
-    event_id: Uuid,
-    e: PaymentEvent,
-) -> Result<(), ProjectionError> {
-    let fact = match &e {
+/// A batch's payment facts, one per event, in log order. A failure fact carries the amount of
+/// the payment's intent: taken here from an intent earlier in the same batch, else looked up
+/// by the insert among the facts already written. A payment has one intent (its stream's
+/// first event), so the two ways agree with looking each one up as it comes.
+#[derive(Default)]
+struct Payments {
+    event_id: Vec<Uuid>,
+    payment_id: Vec<Uuid>,
+    order_id: Vec<Uuid>,
+    kind: Vec<&'static str>,
+    amount: Vec<Option<i64>>,
+    currency: Vec<Option<String>>,
+    reason: Vec<Option<String>>,
+    message: Vec<Option<String>>,
+    gateway_reference: Vec<Option<String>>,
+    refund_reference: Vec<Option<String>>,
+    attempt: Vec<Option<i32>>,
+    at: Vec<DateTime<Utc>>,
+    intents: HashMap<Uuid, (i64, String)>,
+}
+
+impl Payments {
+    fn add(&mut self, event_id: Uuid, e: PaymentEvent) {
+        let fact = payment_fact(&e);
+        let amount = match fact.amount {
+            Some((minor, currency)) => {
+                if fact.kind == "intent_created" {
+                    self.intents
+                        .entry(fact.payment_id)
+                        .or_insert_with(|| (minor, currency.to_owned()));
+                }
+                Some((minor, currency.to_owned()))
+            }
+            None => self.intents.get(&fact.payment_id).cloned(),
+        };
+        let (amount, currency) = amount.unzip();
+        self.event_id.push(event_id);
+        self.payment_id.push(fact.payment_id);
+        self.order_id.push(fact.order_id);
+        self.kind.push(fact.kind);
+        self.amount.push(amount);
+        self.currency.push(currency);
+        self.reason.push(fact.reason.map(str::to_owned));
+        self.message.push(fact.message.map(str::to_owned));
+        self.gateway_reference
+            .push(fact.gateway_reference.map(str::to_owned));
+        self.refund_reference
+            .push(fact.refund_reference.map(str::to_owned));
+        self.attempt.push(fact.attempt);
+        self.at.push(fact.at);
+    }
+
+    async fn write(self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.event_id.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "insert into analytics.fact_payments
+                (event_id, payment_id, order_id, kind, amount_minor, currency, reason, message,
+                 gateway_reference, refund_reference, attempt, at)
+             select t.event_id, t.payment_id, t.order_id, t.kind,
+                    coalesce(t.amount, i.amount_minor), coalesce(t.currency, i.currency),
+                    t.reason, t.message, t.gateway_reference, t.refund_reference, t.attempt, t.at
+             from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[],
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int[],
+                         $12::timestamptz[])
+                  with ordinality as t(event_id, payment_id, order_id, kind, amount, currency,
+                                       reason, message, gateway_reference, refund_reference,
+                                       attempt, at, ord)
+             left join lateral (
+                 select amount_minor, currency from analytics.fact_payments f
+                 where f.payment_id = t.payment_id and f.kind = 'intent_created'
+                 order by f.at, f.event_id limit 1) i on t.amount is null
+             order by t.ord",
+        )
+        .bind(self.event_id)
+        .bind(self.payment_id)
+        .bind(self.order_id)
+        .bind(self.kind)
+        .bind(self.amount)
+        .bind(self.currency)
+        .bind(self.reason)
+        .bind(self.message)
+        .bind(self.gateway_reference)
+        .bind(self.refund_reference)
+        .bind(self.attempt)
+        .bind(self.at)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
+
+fn payment_fact(e: &PaymentEvent) -> PaymentFact<'_> {
+    match e {
         PaymentEvent::PaymentIntentCreated {
             payment_id,
             order_id,
@@ -313,35 +430,7 @@ async fn apply_payment(
             attempt: None,
             at: *at,
         },
-    };
-    sqlx::query(
-        "insert into analytics.fact_payments
-            (event_id, payment_id, order_id, kind, amount_minor, currency, reason, message,
-             gateway_reference, refund_reference, attempt, at)
-         select $1, $2, $3, $4,
-                coalesce($5, i.amount_minor), coalesce($6, i.currency),
-                $7, $8, $9, $10, $11, $12
-         from (select 1) one
-         left join lateral (
-             select amount_minor, currency from analytics.fact_payments
-             where payment_id = $2 and kind = 'intent_created'
-             order by at, event_id limit 1) i on true",
-    )
-    .bind(event_id)
-    .bind(fact.payment_id)
-    .bind(fact.order_id)
-    .bind(fact.kind)
-    .bind(fact.amount.map(|a| a.0))
-    .bind(fact.amount.map(|a| a.1))
-    .bind(fact.reason)
-    .bind(fact.message)
-    .bind(fact.gateway_reference)
-    .bind(fact.refund_reference)
-    .bind(fact.attempt)
-    .bind(fact.at)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    }
 }
 
 async fn apply_cart(
@@ -504,138 +593,171 @@ fn release_reason(r: ReleaseReason) -> &'static str {
     }
 }
 
-async fn apply_inventory(
-    tx: &mut PgConnection,
-    event_id: Uuid,
-    e: InventoryEvent,
-) -> Result<(), ProjectionError> {
-    let q = |q: purser_domain::Quantity| i64::from(q.get());
-    // (sku, kind, reason, note, reservation, order, qty, on-hand delta, reserved delta, at)
-    let (sku, kind, reason, note, reservation, order, qty, on_hand, reserved, at) = match &e {
-        InventoryEvent::StockReceived { sku, qty, at } => (
-            sku,
-            "received",
-            None,
-            None,
-            None,
-            None,
-            q(*qty),
-            q(*qty),
-            0,
-            *at,
-        ),
-        InventoryEvent::StockAdjusted {
-            sku,
-            delta,
-            reason,
-            note,
-            at,
-        } => (
-            sku,
-            "adjusted",
-            Some(adjustment_reason(*reason)),
-            Some(note.as_str()),
-            None,
-            None,
-            delta.abs(),
-            *delta,
-            0,
-            *at,
-        ),
-        InventoryEvent::StockReserved {
-            sku,
-            reservation_id,
-            order_id,
-            qty,
-            at,
-            ..
-        } => (
-            sku,
-            "reserved",
-            None,
-            None,
-            Some(reservation_id.as_uuid()),
-            Some(order_id.as_uuid()),
-            q(*qty),
-            0,
-            q(*qty),
-            *at,
-        ),
-        InventoryEvent::ReservationRejected {
-            sku,
-            reservation_id,
-            order_id,
-            requested,
-            at,
-            ..
-        } => (
-            sku,
-            "rejected",
-            None,
-            None,
-            Some(reservation_id.as_uuid()),
-            Some(order_id.as_uuid()),
-            q(*requested),
-            0,
-            0,
-            *at,
-        ),
-        InventoryEvent::ReservationConfirmed {
-            sku,
-            reservation_id,
-            order_id,
-            qty,
-            at,
-        } => (
-            sku,
-            "confirmed",
-            None,
-            None,
-            Some(reservation_id.as_uuid()),
-            Some(order_id.as_uuid()),
-            q(*qty),
-            -q(*qty),
-            -q(*qty),
-            *at,
-        ),
-        InventoryEvent::ReservationReleased {
-            sku,
-            reservation_id,
-            order_id,
-            qty,
-            reason,
-            at,
-        } => (
-            sku,
-            "released",
-            Some(release_reason(*reason)),
-            None,
-            Some(reservation_id.as_uuid()),
-            Some(order_id.as_uuid()),
-            q(*qty),
-            0,
-            -q(*qty),
-            *at,
-        ),
-    };
-    sqlx::query(
-        "insert into analytics.fact_inventory_movements
-            (event_id, sku, kind, reason, note, reservation_id, order_id, qty, on_hand_delta,
-             reserved_delta, at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(event_id)
-    .bind(sku.as_str())
-    .bind(kind)
-    .bind(reason)
-    .bind(note)
-    .bind(reservation)
-    .bind(order)
-    .bind(qty)
-    .bind(on_hand)
-    .bind(reserved)
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+/// A batch's inventory movement facts, one per event, in log order.
+#[derive(Default)]
+struct Movements {
+    event_id: Vec<Uuid>,
+    sku: Vec<String>,
+    kind: Vec<&'static str>,
+    reason: Vec<Option<&'static str>>,
+    note: Vec<Option<String>>,
+    reservation: Vec<Option<Uuid>>,
+    order: Vec<Option<Uuid>>,
+    qty: Vec<i64>,
+    on_hand: Vec<i64>,
+    reserved: Vec<i64>,
+    at: Vec<DateTime<Utc>>,
+}
+
+impl Movements {
+    fn add(&mut self, event_id: Uuid, e: InventoryEvent) {
+        let q = |q: purser_domain::Quantity| i64::from(q.get());
+        // (sku, kind, reason, note, reservation, order, qty, on-hand delta, reserved delta, at)
+        let (sku, kind, reason, note, reservation, order, qty, on_hand, reserved, at) = match &e {
+            InventoryEvent::StockReceived { sku, qty, at } => (
+                sku,
+                "received",
+                None,
+                None,
+                None,
+                None,
+                q(*qty),
+                q(*qty),
+                0,
+                *at,
+            ),
+            InventoryEvent::StockAdjusted {
+                sku,
+                delta,
+                reason,
+                note,
+                at,
+            } => (
+                sku,
+                "adjusted",
+                Some(adjustment_reason(*reason)),
+                Some(note.as_str()),
+                None,
+                None,
+                delta.abs(),
+                *delta,
+                0,
+                *at,
+            ),
+            InventoryEvent::StockReserved {
+                sku,
+                reservation_id,
+                order_id,
+                qty,
+                at,
+                ..
+            } => (
+                sku,
+                "reserved",
+                None,
+                None,
+                Some(reservation_id.as_uuid()),
+                Some(order_id.as_uuid()),
+                q(*qty),
+                0,
+                q(*qty),
+                *at,
+            ),
+            InventoryEvent::ReservationRejected {
+                sku,
+                reservation_id,
+                order_id,
+                requested,
+                at,
+                ..
+            } => (
+                sku,
+                "rejected",
+                None,
+                None,
+                Some(reservation_id.as_uuid()),
+                Some(order_id.as_uuid()),
+                q(*requested),
+                0,
+                0,
+                *at,
+            ),
+            InventoryEvent::ReservationConfirmed {
+                sku,
+                reservation_id,
+                order_id,
+                qty,
+                at,
+            } => (
+                sku,
+                "confirmed",
+                None,
+                None,
+                Some(reservation_id.as_uuid()),
+                Some(order_id.as_uuid()),
+                q(*qty),
+                -q(*qty),
+                -q(*qty),
+                *at,
+            ),
+            InventoryEvent::ReservationReleased {
+                sku,
+                reservation_id,
+                order_id,
+                qty,
+                reason,
+                at,
+            } => (
+                sku,
+                "released",
+                Some(release_reason(*reason)),
+                None,
+                Some(reservation_id.as_uuid()),
+                Some(order_id.as_uuid()),
+                q(*qty),
+                0,
+                -q(*qty),
+                *at,
+            ),
+        };
+        self.event_id.push(event_id);
+        self.sku.push(sku.as_str().to_owned());
+        self.kind.push(kind);
+        self.reason.push(reason);
+        self.note.push(note.map(str::to_owned));
+        self.reservation.push(reservation);
+        self.order.push(order);
+        self.qty.push(qty);
+        self.on_hand.push(on_hand);
+        self.reserved.push(reserved);
+        self.at.push(at);
+    }
+
+    async fn write(self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.event_id.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "insert into analytics.fact_inventory_movements
+                (event_id, sku, kind, reason, note, reservation_id, order_id, qty, on_hand_delta,
+                 reserved_delta, at)
+             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                  $6::uuid[], $7::uuid[], $8::bigint[], $9::bigint[],
+                                  $10::bigint[], $11::timestamptz[])",
+        )
+        .bind(self.event_id)
+        .bind(self.sku)
+        .bind(self.kind)
+        .bind(self.reason)
+        .bind(self.note)
+        .bind(self.reservation)
+        .bind(self.order)
+        .bind(self.qty)
+        .bind(self.on_hand)
+        .bind(self.reserved)
+        .bind(self.at)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
 }

@@ -9,6 +9,7 @@ use purser_domain::inventory::InventoryEvent;
 use purser_domain::product::{ProductEvent, ProductKind};
 use purser_event_store::{EventFilter, RecordedEvent};
 use sqlx::PgConnection;
+use tracing::Instrument;
 
 use crate::{Projection, ProjectionError, decode};
 
@@ -37,11 +38,30 @@ impl Projection for CatalogProjection {
         tx: &mut PgConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
-        match decode(event)? {
-            AnyEvent::Product(e) => apply_product(tx, e).await,
-            AnyEvent::Inventory(e) => apply_stock(tx, e).await,
-            _ => Ok(()),
+        self.apply_batch(tx, &[event]).await
+    }
+
+    /// Product events one by one; the batch's stock movements summed per SKU and written in
+    /// one statement after them (the two tables never read each other).
+    async fn apply_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut stock = StockMoves::default();
+        for event in events {
+            let span = crate::project_span(Self::NAME, event);
+            let at = |err| crate::failed_at(Self::NAME, event, err);
+            match decode(event).map_err(at)? {
+                AnyEvent::Product(e) => apply_product(tx, e).instrument(span).await.map_err(at)?,
+                AnyEvent::Inventory(e) => span.in_scope(|| stock.add(e)),
+                _ => {}
+            }
         }
+        stock
+            .write(tx)
+            .await
+            .map_err(|err| crate::failed_in(Self::NAME, events, err.into()))
     }
 }
 
@@ -147,62 +167,86 @@ async fn set_discontinued(
     Ok(())
 }
 
-/// Moves stock by (on hand, reserved) deltas, creating the row on first sight.
-///
-/// Update first, insert only when there was no row: Postgres checks a CHECK constraint on the
-/// row an INSERT proposes before `ON CONFLICT` turns it into an update, so an upsert of a bare
-/// reservation delta would trip `stock_consistent`.
-async fn move_stock(
-    tx: &mut PgConnection,
-    sku: &str,
-    on_hand: i64,
-    reserved: i64,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Result<(), sqlx::Error> {
-    let updated = sqlx::query(
-        "update catalog.stock
-         set on_hand = on_hand + $2, reserved = reserved + $3, updated_at = $4
-         where sku = $1",
-    )
-    .bind(sku)
-    .bind(on_hand)
-    .bind(reserved)
-    .bind(at)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 0 {
+/// A batch's stock movements: (on hand, reserved) deltas summed per SKU, with the time of the
+/// SKU's last movement. Applying the sums gives the rows applying each movement in turn gives.
+#[derive(Default)]
+struct StockMoves {
+    by_sku: Vec<(String, i64, i64, chrono::DateTime<chrono::Utc>)>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl StockMoves {
+    fn add(&mut self, e: InventoryEvent) {
+        let qty = |q: purser_domain::Quantity| i64::from(q.get());
+        let (sku, on_hand, reserved, at) = match e {
+            InventoryEvent::StockReceived { sku, qty: q, at } => (sku, qty(q), 0, at),
+            InventoryEvent::StockAdjusted { sku, delta, at, .. } => (sku, delta, 0, at),
+            InventoryEvent::StockReserved {
+                sku, qty: q, at, ..
+            } => (sku, 0, qty(q), at),
+            InventoryEvent::ReservationConfirmed {
+                sku, qty: q, at, ..
+            } => (sku, -qty(q), -qty(q), at),
+            InventoryEvent::ReservationReleased {
+                sku, qty: q, at, ..
+            } => (sku, 0, -qty(q), at),
+            InventoryEvent::ReservationRejected { .. } => return,
+        };
+        match self.index.get(sku.as_str()) {
+            Some(&i) => {
+                let row = &mut self.by_sku[i];
+                row.1 += on_hand;
+                row.2 += reserved;
+                row.3 = at;
+            }
+            None => {
+                self.index
+                    .insert(sku.as_str().to_owned(), self.by_sku.len());
+                self.by_sku
+                    .push((sku.as_str().to_owned(), on_hand, reserved, at));
+            }
+        }
+    }
+
+    /// One statement: moves the SKUs that have a row, creates the others.
+    ///
+    /// Update first, insert only where there was no row: Postgres checks a CHECK constraint on
+    /// the row an INSERT proposes before `ON CONFLICT` turns it into an update, so an upsert of
+    /// a bare reservation delta would trip `stock_consistent`.
+    async fn write(self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.by_sku.is_empty() {
+            return Ok(());
+        }
+        let mut skus = Vec::with_capacity(self.by_sku.len());
+        let mut on_hand = Vec::with_capacity(self.by_sku.len());
+        let mut reserved = Vec::with_capacity(self.by_sku.len());
+        let mut at = Vec::with_capacity(self.by_sku.len());
+        for (s, o, r, t) in self.by_sku {
+            skus.push(s);
+            on_hand.push(o);
+            reserved.push(r);
+            at.push(t);
+        }
         sqlx::query(
-            "insert into catalog.stock (sku, on_hand, reserved, updated_at) values ($1, $2, $3, $4)",
+            "with d as (
+                 select * from unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[])
+                     as d(sku, on_hand, reserved, at)),
+             moved as (
+                 update catalog.stock s
+                 set on_hand = s.on_hand + d.on_hand, reserved = s.reserved + d.reserved,
+                     updated_at = d.at
+                 from d where s.sku = d.sku
+                 returning s.sku)
+             insert into catalog.stock (sku, on_hand, reserved, updated_at)
+             select d.sku, d.on_hand, d.reserved, d.at from d
+             where d.sku not in (select sku from moved)",
         )
-        .bind(sku)
+        .bind(skus)
         .bind(on_hand)
         .bind(reserved)
         .bind(at)
-        .execute(&mut *tx)
+        .execute(tx)
         .await?;
+        Ok(())
     }
-    Ok(())
-}
-
-async fn apply_stock(tx: &mut PgConnection, e: InventoryEvent) -> Result<(), ProjectionError> {
-    let qty = |q: purser_domain::Quantity| i64::from(q.get());
-    match e {
-        InventoryEvent::StockReceived { sku, qty: q, at } => {
-            move_stock(tx, sku.as_str(), qty(q), 0, at).await?
-        }
-        InventoryEvent::StockAdjusted { sku, delta, at, .. } => {
-            move_stock(tx, sku.as_str(), delta, 0, at).await?
-        }
-        InventoryEvent::StockReserved {
-            sku, qty: q, at, ..
-        } => move_stock(tx, sku.as_str(), 0, qty(q), at).await?,
-        InventoryEvent::ReservationConfirmed {
-            sku, qty: q, at, ..
-        } => move_stock(tx, sku.as_str(), -qty(q), -qty(q), at).await?,
-        InventoryEvent::ReservationReleased {
-            sku, qty: q, at, ..
-        } => move_stock(tx, sku.as_str(), 0, -qty(q), at).await?,
-        InventoryEvent::ReservationRejected { .. } => {}
-    }
-    Ok(())
 }

@@ -42,6 +42,68 @@ pub trait Projection: Send + Sync + 'static {
         tx: &mut PgConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError>;
+
+    /// Applies a batch of events (already filtered, in log order) inside the runtime's
+    /// transaction; the runtime always calls this. The default applies them one by one. A
+    /// projection may write several events' rows in one statement instead, as long as the rows
+    /// are exactly those of applying the events one by one, and `apply` must then be this with
+    /// a batch of one, so that there is one way to write a row.
+    ///
+    /// An error names the event when the batch has one; after a failed batch the runtime
+    /// retries event by event, so the error recorded for operators names the failing event.
+    async fn apply_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        for e in events {
+            tracing::Instrument::instrument(self.apply(tx, e), project_span(self.name(), e))
+                .await
+                .map_err(|err| failed_at(self.name(), e, err))?;
+        }
+        Ok(())
+    }
+}
+
+/// The span of one event's projection write, under the correlation and causation ids the
+/// event carries, so an exported trace follows a request into the read models (debug level:
+/// one per event). A projection that writes a batch's rows together enters it while it takes
+/// the event in.
+pub fn project_span(projection: &str, e: &RecordedEvent) -> tracing::Span {
+    tracing::debug_span!(
+        "project",
+        projection,
+        event_type = %e.event_type,
+        position = %e.position,
+        correlation_id = e.metadata.correlation_id.map(tracing::field::display),
+        causation_id = e.metadata.causation_id.map(tracing::field::display),
+    )
+}
+
+/// A projection's error, located at the event it failed on.
+pub fn failed_at(projection: &str, e: &RecordedEvent, err: ProjectionError) -> ProjectionError {
+    ProjectionError::Other(format!(
+        "{projection} failed at {} ({} in {}): {err}",
+        e.position, e.event_type, e.stream
+    ))
+}
+
+/// A projection's error in a statement that wrote several events' rows: located at the one
+/// event when there was one, else at the batch's range (the runtime then retries event by
+/// event).
+pub fn failed_in(
+    projection: &str,
+    events: &[&RecordedEvent],
+    err: ProjectionError,
+) -> ProjectionError {
+    match events {
+        [e] => failed_at(projection, e, err),
+        [first, .., last] => ProjectionError::Other(format!(
+            "{projection} failed in the batch {}..={}: {err}",
+            first.position, last.position
+        )),
+        [] => err,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

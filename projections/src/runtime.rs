@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use purser_event_store::{EventFilter, EventStore, Position, SubscriptionItem};
+use purser_event_store::{EventFilter, EventStore, Position, RecordedEvent, SubscriptionItem};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
@@ -156,6 +156,9 @@ impl Projector {
         // 1 while this process holds the projection's claim: summed over processes, exactly 1.
         let held = metrics::gauge!("purser_projection_held", "projection" => name);
         held.set(0.0);
+        // After a failed batch, this many events are applied one per batch, so that the error
+        // recorded names the event (a projection may write a batch's rows in one statement).
+        let mut careful = 0usize;
         while !shutdown.is_cancelled() {
             let mut claim = match Claim::try_acquire(&self.pool, name).await {
                 Ok(Some(claim)) => claim,
@@ -175,7 +178,10 @@ impl Projector {
             // A reset underneath (or a lost compare-and-set) means: reload the checkpoint and go
             // on, still holding the claim, so no other process can slip in between.
             let outcome = loop {
-                match self.drive(&p, &mut claim, &shutdown, None).await {
+                match self
+                    .drive(&p, &mut claim, &shutdown, None, &mut careful)
+                    .await
+                {
                     Ok(Stop::Restart) => continue,
                     other => break other,
                 }
@@ -195,6 +201,7 @@ impl Projector {
                         .increment(1);
                     tracing::error!(projection = name, error = %e, "projection failed; will retry");
                     let _ = checkpoints::record_error(&self.pool, name, &e.to_string()).await;
+                    careful = self.opts.batch_max;
                     pause(&shutdown, backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
@@ -203,13 +210,15 @@ impl Projector {
     }
 
     /// Applies events for one claimed projection until shutdown, until `until` is reached,
-    /// or until the checkpoint moves under it.
+    /// or until the checkpoint moves under it. While `careful` is above zero, batches hold one
+    /// event each and count it down.
     async fn drive(
         &self,
         p: &Arc<dyn Projection>,
         claim: &mut Claim,
         shutdown: &CancellationToken,
         until: Option<Position>,
+        careful: &mut usize,
     ) -> Result<Stop, ProjectionError> {
         let name = p.name();
         let filter = p.filter();
@@ -247,7 +256,8 @@ impl Projector {
                 .ok_or_else(|| ProjectionError::Other("the event subscription ended".into()))??;
             let mut batch = vec![first];
             let mut drained = false;
-            while batch.len() < self.opts.batch_max {
+            let batch_max = if *careful > 0 { 1 } else { self.opts.batch_max };
+            while batch.len() < batch_max {
                 match sub.next().now_or_never() {
                     Some(Some(item)) => batch.push(item?),
                     _ => {
@@ -259,6 +269,7 @@ impl Projector {
             let Some(to) = self.apply_batch(p, &filter, mark, &batch).await? else {
                 return Ok(Stop::Restart);
             };
+            *careful = careful.saturating_sub(batch.len());
             if to != mark.position {
                 mark.position = to;
                 self.checkpoints.bump_projection(name);
@@ -286,45 +297,30 @@ impl Projector {
         batch: &[SubscriptionItem],
     ) -> Result<Option<Position>, ProjectionError> {
         let mut to = mark.position;
-        let mut applied = 0i64;
         let mut last_event_at = None;
-        // See `batch_begin`. On the Postgres store an append by a command the batch decided
-        // flushes the WAL past the batch's commit record first; on either store a batch
-        // applied again decides the same deterministic outbox and command ids, so nothing is
-        // appended twice. Sent in the same round trip as BEGIN.
-        let mut tx = self.pool.begin_with(batch_begin(batch.len())).await?;
+        let mut events: Vec<&RecordedEvent> = Vec::with_capacity(batch.len());
         for item in batch {
             match item {
                 SubscriptionItem::Event(e) => {
                     if filter.matches(&e.stream, &e.event_type) {
-                        // The projection write of one event, under the correlation and
-                        // causation ids the event carries (debug level: one per event).
-                        let span = tracing::debug_span!(
-                            "project",
-                            projection = p.name(),
-                            event_type = %e.event_type,
-                            position = %e.position,
-                            correlation_id = e.metadata.correlation_id.map(tracing::field::display),
-                            causation_id = e.metadata.causation_id.map(tracing::field::display),
-                        );
-                        tracing::Instrument::instrument(p.apply(&mut tx, e), span)
-                            .await
-                            .map_err(|err| {
-                                ProjectionError::Other(format!(
-                                    "{} failed at {} ({} in {}): {err}",
-                                    p.name(),
-                                    e.position,
-                                    e.event_type,
-                                    e.stream
-                                ))
-                            })?;
-                        applied += 1;
+                        events.push(&**e);
                         last_event_at = Some(e.recorded_at);
                     }
                     to = to.max(e.position);
                 }
                 SubscriptionItem::Checkpoint(c) => to = to.max(*c),
             }
+        }
+        let applied = events.len() as i64;
+        // See `batch_begin`. On the Postgres store an append by a command the batch decided
+        // flushes the WAL past the batch's commit record first; on either store a batch
+        // applied again decides the same deterministic outbox and command ids, so nothing is
+        // appended twice. Sent in the same round trip as BEGIN.
+        let mut tx = self.pool.begin_with(batch_begin(batch.len())).await?;
+        if !events.is_empty() {
+            // No span around the batch: each event's `project` span must stay a root, so that
+            // it joins the trace of the request that caused the event.
+            p.apply_batch(&mut tx, &events).await?;
         }
         if to == mark.position {
             return Ok(Some(to));
@@ -459,7 +455,10 @@ impl Projector {
             .unwrap_or(Position::START);
         let never = CancellationToken::new();
         loop {
-            match self.drive(&p, &mut claim, &never, Some(target)).await? {
+            match self
+                .drive(&p, &mut claim, &never, Some(target), &mut 0)
+                .await?
+            {
                 Stop::Reached | Stop::Shutdown => break,
                 Stop::Restart => continue,
             }

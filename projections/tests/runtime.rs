@@ -245,3 +245,77 @@ async fn waiting_for_a_position_times_out_cleanly_when_nothing_runs() {
         .unwrap();
     assert!(!reached);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_batch_is_retried_event_by_event_and_the_error_names_the_event() {
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let store: Arc<dyn EventStore> = Arc::new(PgEventStore::new(pool.clone()));
+    create_product(&*store, "OK-1").await;
+    receive(&*store, "OK-1", 10).await;
+    // A reservation of stock that was never received: the catalog's stock row for it would
+    // break `stock_consistent` (reserved <= on_hand), so the projection cannot apply it. The
+    // catalog writes a batch's stock moves in one statement, so the first failure is the
+    // batch's; the retry goes event by event and names this one.
+    let sku = Sku::parse("BAD-1").unwrap();
+    let bad = InventoryEvent::StockReserved {
+        sku: sku.clone(),
+        reservation_id: purser_domain::ReservationId::derived(&["bad"]),
+        order_id: purser_domain::OrderId::derived(&["bad"]),
+        qty: Quantity::new(5).unwrap(),
+        expires_at: Utc::now(),
+        at: Utc::now(),
+    };
+    let bad_at = store
+        .append(
+            &StreamName::new(sku.inventory_stream()).unwrap(),
+            ExpectedVersion::Any,
+            vec![new_event(&bad)],
+        )
+        .await
+        .unwrap()
+        .first_position;
+    receive(&*store, "OK-1", 5).await;
+
+    let p = projector(store.clone(), pool.clone());
+    let stop = CancellationToken::new();
+    let running = tokio::spawn({
+        let (p, s) = (p.clone(), stop.clone());
+        async move { p.run(s).await }
+    });
+    let checkpoints = Checkpoints::new(pool.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let row = loop {
+        let row = checkpoints
+            .all()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.name == "catalog");
+        if let Some(row) = row.as_ref().filter(|c| {
+            c.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("StockReserved"))
+        }) {
+            break row.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no error naming the event was recorded: {row:?}"
+        );
+        // Errors are recorded in the checkpoint row, with nothing to wait on: poll it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    stop.cancel();
+    running.await.unwrap();
+
+    let error = row.last_error.unwrap();
+    assert!(
+        error.contains(&format!("catalog failed at {bad_at}")) && error.contains("inventory-BAD-1"),
+        "{error}"
+    );
+    // Everything before the bad event is applied, nothing at or after it.
+    assert!(row.position < bad_at, "{:?} vs {bad_at}", row.position);
+    assert_eq!(on_hand(&pool, "OK-1").await, 10);
+    assert_eq!(on_hand(&pool, "BAD-1").await, 0);
+}
