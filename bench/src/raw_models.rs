@@ -52,7 +52,7 @@ impl Model {
             (Model::Catalog, AnyEvent::Inventory(e)) => catalog_stock(page, e),
             (Model::Orders, AnyEvent::Order(e)) => orders_order(tx, e, event_type).await,
             (Model::Orders, AnyEvent::Payment(e)) => orders_payment(tx, e).await,
-            (Model::Analytics, AnyEvent::Order(e)) => analytics_order(tx, e).await,
+            (Model::Analytics, AnyEvent::Order(e)) => analytics_order(tx, page, e).await,
             (Model::Analytics, AnyEvent::Payment(e)) => analytics_payment(page, event_id, e),
             (Model::Analytics, AnyEvent::Inventory(e)) => analytics_inventory(page, event_id, e),
             (_, other) => bail!(
@@ -122,6 +122,26 @@ pub(crate) struct Page {
     payments: Vec<PaymentRow>,
     /// The first intent's amount and currency per payment seen in the page.
     intents: HashMap<Uuid, (i64, String)>,
+    /// Order fact rows' changes, folded per order.
+    orders: Vec<FactOrderUpdate>,
+    order_index: HashMap<Uuid, usize>,
+}
+
+#[derive(Default)]
+struct FactOrderUpdate {
+    order_id: Uuid,
+    status: &'static str,
+    updated_at: DateTime<Utc>,
+    payment_started_at: Option<DateTime<Utc>>,
+    paid_at: Option<DateTime<Utc>>,
+    paid_minor: Option<i64>,
+    payment_failed_at: Option<DateTime<Utc>>,
+    failure_reason: Option<String>,
+    confirmed_at: Option<DateTime<Utc>>,
+    shipped_at: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
+    cancelled_at: Option<DateTime<Utc>>,
+    cancelled_by: Option<&'static str>,
 }
 
 type PaymentRow = (
@@ -154,6 +174,67 @@ type Movement = (
 impl Page {
     /// The page's batched writes, one statement each.
     pub(crate) async fn finish(self, tx: &mut PgConnection) -> anyhow::Result<()> {
+        if !self.orders.is_empty() {
+            let o = &self.orders;
+            let col = |f: fn(&FactOrderUpdate) -> Option<DateTime<Utc>>| {
+                o.iter().map(f).collect::<Vec<_>>()
+            };
+            let c = (
+                o.iter().map(|u| u.order_id).collect::<Vec<_>>(),
+                o.iter().map(|u| u.status).collect::<Vec<_>>(),
+                o.iter().map(|u| u.updated_at).collect::<Vec<_>>(),
+                col(|u| u.payment_started_at),
+                col(|u| u.paid_at),
+                o.iter().map(|u| u.paid_minor).collect::<Vec<_>>(),
+                col(|u| u.payment_failed_at),
+                o.iter()
+                    .map(|u| u.failure_reason.clone())
+                    .collect::<Vec<_>>(),
+                col(|u| u.confirmed_at),
+                col(|u| u.shipped_at),
+                col(|u| u.delivered_at),
+                col(|u| u.cancelled_at),
+                o.iter().map(|u| u.cancelled_by).collect::<Vec<_>>(),
+            );
+            sqlx::query(
+                "update analytics.fact_orders f
+                 set status = u.status, updated_at = u.updated_at,
+                     payment_started_at = coalesce(f.payment_started_at, u.payment_started_at),
+                     paid_minor = case when f.paid_at is null and u.paid_at is not null
+                                       then u.paid_minor else f.paid_minor end,
+                     paid_at = coalesce(f.paid_at, u.paid_at),
+                     payment_failed_at = coalesce(f.payment_failed_at, u.payment_failed_at),
+                     failure_reason = coalesce(u.failure_reason, f.failure_reason),
+                     confirmed_at = coalesce(f.confirmed_at, u.confirmed_at),
+                     shipped_at = coalesce(f.shipped_at, u.shipped_at),
+                     delivered_at = coalesce(f.delivered_at, u.delivered_at),
+                     cancelled_at = coalesce(f.cancelled_at, u.cancelled_at),
+                     cancelled_by = coalesce(u.cancelled_by, f.cancelled_by)
+                 from unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[],
+                             $5::timestamptz[], $6::bigint[], $7::timestamptz[], $8::text[],
+                             $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
+                             $12::timestamptz[], $13::text[])
+                      as u(order_id, status, updated_at, payment_started_at, paid_at,
+                           paid_minor, payment_failed_at, failure_reason, confirmed_at,
+                           shipped_at, delivered_at, cancelled_at, cancelled_by)
+                 where f.order_id = u.order_id",
+            )
+            .bind(c.0)
+            .bind(c.1)
+            .bind(c.2)
+            .bind(c.3)
+            .bind(c.4)
+            .bind(c.5)
+            .bind(c.6)
+            .bind(c.7)
+            .bind(c.8)
+            .bind(c.9)
+            .bind(c.10)
+            .bind(c.11)
+            .bind(c.12)
+            .execute(&mut *tx)
+            .await?;
+        }
         if !self.payments.is_empty() {
             let n = self.payments.len();
             let mut cols = (
@@ -658,7 +739,11 @@ async fn orders_payment(tx: &mut PgConnection, e: &PaymentEvent) -> anyhow::Resu
     Ok(())
 }
 
-async fn analytics_order(tx: &mut PgConnection, e: &OrderEvent) -> anyhow::Result<()> {
+async fn analytics_order(
+    tx: &mut PgConnection,
+    page: &mut Page,
+    e: &OrderEvent,
+) -> anyhow::Result<()> {
     if let OrderEvent::OrderPlaced {
         order_id,
         customer_id,
@@ -690,101 +775,68 @@ async fn analytics_order(tx: &mut PgConnection, e: &OrderEvent) -> anyhow::Resul
         .await?;
         return insert_fact_lines(tx, order_id.as_uuid(), lines, at).await;
     }
-    // (order, time, status, extra assignments, amount, text)
-    let (order_id, at, status, set, amount, text): (_, _, _, &str, Option<i64>, Option<&str>) =
-        match e {
-            OrderEvent::OrderPaymentStarted { order_id, at, .. } => (
-                order_id,
-                at,
-                "PAYMENT_PROCESSING",
-                "payment_started_at = coalesce(payment_started_at, $2)",
-                None,
-                None,
-            ),
-            OrderEvent::OrderPaid {
-                order_id,
-                amount,
-                at,
-                ..
-            } => (
-                order_id,
-                at,
-                "PAID",
-                "paid_minor = case when paid_at is null then $3 else paid_minor end,
-                 paid_at = coalesce(paid_at, $2)",
-                Some(amount.minor),
-                None,
-            ),
-            OrderEvent::OrderPaymentFailed {
-                order_id,
-                reason,
-                at,
-                ..
-            } => (
-                order_id,
-                at,
-                "PAYMENT_FAILED",
-                "payment_failed_at = coalesce(payment_failed_at, $2), failure_reason = $4",
-                None,
-                Some(reason.as_str()),
-            ),
-            OrderEvent::OrderConfirmed { order_id, at } => (
-                order_id,
-                at,
-                "CONFIRMED",
-                "confirmed_at = coalesce(confirmed_at, $2)",
-                None,
-                None,
-            ),
-            OrderEvent::OrderProcessingStarted { order_id, at } => {
-                (order_id, at, "PROCESSING", "", None, None)
-            }
-            OrderEvent::OrderShipped { order_id, at, .. } => (
-                order_id,
-                at,
-                "SHIPPED",
-                "shipped_at = coalesce(shipped_at, $2)",
-                None,
-                None,
-            ),
-            OrderEvent::OrderDelivered { order_id, at } => (
-                order_id,
-                at,
-                "DELIVERED",
-                "delivered_at = coalesce(delivered_at, $2)",
-                None,
-                None,
-            ),
-            OrderEvent::OrderCancelled {
-                order_id, by, at, ..
-            } => (
-                order_id,
-                at,
-                "CANCELLED",
-                "cancelled_at = coalesce(cancelled_at, $2), cancelled_by = $4",
-                None,
-                Some(cancelled_by(by)),
-            ),
-            other => bail!(
-                "the raw baseline does not handle {}",
-                purser_domain::Event::event_type(other)
-            ),
-        };
-    let set = if set.is_empty() {
-        String::new()
-    } else {
-        format!(", {set}")
+    // Every later order event folds into the page's update of the order's fact row (as the
+    // projection does): the last status, each milestone's first time, the last reason.
+    let (order_id, at, status) = match e {
+        OrderEvent::OrderPaymentStarted { order_id, at, .. } => {
+            (order_id, at, "PAYMENT_PROCESSING")
+        }
+        OrderEvent::OrderPaid { order_id, at, .. } => (order_id, at, "PAID"),
+        OrderEvent::OrderPaymentFailed { order_id, at, .. } => (order_id, at, "PAYMENT_FAILED"),
+        OrderEvent::OrderConfirmed { order_id, at } => (order_id, at, "CONFIRMED"),
+        OrderEvent::OrderProcessingStarted { order_id, at } => (order_id, at, "PROCESSING"),
+        OrderEvent::OrderShipped { order_id, at, .. } => (order_id, at, "SHIPPED"),
+        OrderEvent::OrderDelivered { order_id, at } => (order_id, at, "DELIVERED"),
+        OrderEvent::OrderCancelled { order_id, at, .. } => (order_id, at, "CANCELLED"),
+        other => bail!(
+            "the raw baseline does not handle {}",
+            purser_domain::Event::event_type(other)
+        ),
     };
-    sqlx::query(&format!(
-        "update analytics.fact_orders set status = '{status}', updated_at = $2{set}
-         where order_id = $1"
-    ))
-    .bind(order_id.as_uuid())
-    .bind(at)
-    .bind(amount)
-    .bind(text)
-    .execute(&mut *tx)
-    .await?;
+    let id = order_id.as_uuid();
+    let i = match page.order_index.get(&id) {
+        Some(&i) => i,
+        None => {
+            page.order_index.insert(id, page.orders.len());
+            page.orders.push(FactOrderUpdate {
+                order_id: id,
+                status,
+                updated_at: *at,
+                ..FactOrderUpdate::default()
+            });
+            page.orders.len() - 1
+        }
+    };
+    let u = &mut page.orders[i];
+    u.status = status;
+    u.updated_at = *at;
+    match e {
+        OrderEvent::OrderPaymentStarted { .. } => {
+            u.payment_started_at.get_or_insert(*at);
+        }
+        OrderEvent::OrderPaid { amount, .. } if u.paid_at.is_none() => {
+            u.paid_at = Some(*at);
+            u.paid_minor = Some(amount.minor);
+        }
+        OrderEvent::OrderPaymentFailed { reason, .. } => {
+            u.payment_failed_at.get_or_insert(*at);
+            u.failure_reason = Some(reason.clone());
+        }
+        OrderEvent::OrderConfirmed { .. } => {
+            u.confirmed_at.get_or_insert(*at);
+        }
+        OrderEvent::OrderShipped { .. } => {
+            u.shipped_at.get_or_insert(*at);
+        }
+        OrderEvent::OrderDelivered { .. } => {
+            u.delivered_at.get_or_insert(*at);
+        }
+        OrderEvent::OrderCancelled { by, .. } => {
+            u.cancelled_at.get_or_insert(*at);
+            u.cancelled_by = Some(cancelled_by(by));
+        }
+        _ => {}
+    }
     Ok(())
 }
 

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::carts::cart_event_at;
 use crate::orders::{
-    cancelled_by, line_kind, order_event_at, order_id_of, status_change, status_sql,
+    StatusChange, cancelled_by, line_kind, order_event_at, order_id_of, status_change,
 };
 use crate::{Projection, ProjectionError, decode};
 
@@ -61,8 +61,9 @@ impl Projection for AnalyticsProjection {
         self.apply_batch(tx, &[event]).await
     }
 
-    /// Order and cart events one by one; the batch's payment facts and inventory movements
-    /// (facts no other write reads) inserted after them, one statement each.
+    /// Placed orders and cart events one by one; the batch's other order events folded per
+    /// order into one `fact_orders` update, and its payment facts and inventory movements
+    /// inserted, one statement each, after them (no other write reads those tables).
     async fn apply_batch(
         &self,
         tx: &mut PgConnection,
@@ -70,11 +71,15 @@ impl Projection for AnalyticsProjection {
     ) -> Result<(), ProjectionError> {
         let mut movements = Movements::default();
         let mut payments = Payments::default();
+        let mut orders = OrderUpdates::default();
         for event in events {
             let span = crate::project_span(Self::NAME, event);
             let at = |err| crate::failed_at(Self::NAME, event, err);
             match decode(event).map_err(at)? {
-                AnyEvent::Order(e) => apply_order(tx, e).instrument(span).await.map_err(at)?,
+                AnyEvent::Order(e @ OrderEvent::OrderPlaced { .. }) => {
+                    place_order(tx, &e).instrument(span).await.map_err(at)?
+                }
+                AnyEvent::Order(e) => span.in_scope(|| orders.add(&e)),
                 AnyEvent::Payment(e) => span.in_scope(|| payments.add(event.id, e)),
                 AnyEvent::Cart(e) => apply_cart(tx, event.id, e)
                     .instrument(span)
@@ -84,21 +89,22 @@ impl Projection for AnalyticsProjection {
                 _ => {}
             }
         }
-        let written = match payments.write(tx).await {
-            Ok(()) => movements.write(tx).await,
-            Err(e) => Err(e),
-        };
+        let written = async {
+            orders.write(tx).await?;
+            payments.write(tx).await?;
+            movements.write(tx).await
+        }
+        .await;
         written.map_err(|err| crate::failed_in(Self::NAME, events, err.into()))
     }
 }
 
-async fn apply_order(tx: &mut PgConnection, e: OrderEvent) -> Result<(), ProjectionError> {
-    let order_id = order_id_of(&e);
-    let at = order_event_at(&e);
-    // Every event after the placing moves the status and stamps one milestone column (the
-    // first time it happens, so a milestone keeps its first date). Parameters: $1 order id,
-    // $2 time, $3 an amount, $4 a text; each variant uses what it needs.
-    let (set, amount, text): (&str, Option<i64>, Option<String>) = match &e {
+/// `OrderPlaced` inserts the order's fact row and its lines at once; every later order event
+/// is folded into the batch's [`OrderUpdates`].
+async fn place_order(tx: &mut PgConnection, e: &OrderEvent) -> Result<(), ProjectionError> {
+    let order_id = order_id_of(e);
+    let at = order_event_at(e);
+    match e {
         OrderEvent::OrderPlaced {
             customer_id,
             lines,
@@ -126,71 +132,255 @@ async fn apply_order(tx: &mut PgConnection, e: OrderEvent) -> Result<(), Project
             .execute(&mut *tx)
             .await?;
             insert_lines(tx, order_id, lines, at).await?;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A batch's changes to `analytics.fact_orders` rows, folded per order in log order and
+/// written in one statement after the batch's other writes (nothing else reads the table).
+///
+/// One by one, every order event after the placing moves the status and `updated_at`, and
+/// stamps a milestone column the first time it happens (a milestone keeps its first date);
+/// a failure reason and who cancelled are the latest; refunds add up. Folded: the status is
+/// the last `To` of the batch, or "FULFILLED unless the order has physical lines" when an
+/// `OrderFulfilled` came after it (or came alone); each milestone is the batch's first,
+/// applied only where the row has none; reasons the batch's last; refunds the batch's sum.
+#[derive(Default)]
+struct OrderUpdates {
+    rows: Vec<OrderUpdate>,
+    index: HashMap<Uuid, usize>,
+}
+
+struct OrderUpdate {
+    order_id: Uuid,
+    status: Option<&'static str>,
+    fulfil_unless_physical: bool,
+    updated_at: DateTime<Utc>,
+    payment_started_at: Option<DateTime<Utc>>,
+    paid_at: Option<DateTime<Utc>>,
+    paid_minor: Option<i64>,
+    payment_failed_at: Option<DateTime<Utc>>,
+    failure_reason: Option<String>,
+    inventory_unavailable_at: Option<DateTime<Utc>>,
+    confirmed_at: Option<DateTime<Utc>>,
+    fulfilled_at: Option<DateTime<Utc>>,
+    shipped_at: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
+    cancelled_at: Option<DateTime<Utc>>,
+    cancelled_by: Option<&'static str>,
+    refunded_minor: i64,
+    last_refunded_at: Option<DateTime<Utc>>,
+}
+
+impl OrderUpdates {
+    fn add(&mut self, e: &OrderEvent) {
+        let order_id = order_id_of(e);
+        let at = order_event_at(e);
+        let i = *self.index.entry(order_id).or_insert_with(|| {
+            self.rows.push(OrderUpdate {
+                order_id,
+                status: None,
+                fulfil_unless_physical: false,
+                updated_at: at,
+                payment_started_at: None,
+                paid_at: None,
+                paid_minor: None,
+                payment_failed_at: None,
+                failure_reason: None,
+                inventory_unavailable_at: None,
+                confirmed_at: None,
+                fulfilled_at: None,
+                shipped_at: None,
+                delivered_at: None,
+                cancelled_at: None,
+                cancelled_by: None,
+                refunded_minor: 0,
+                last_refunded_at: None,
+            });
+            self.rows.len() - 1
+        });
+        let u = &mut self.rows[i];
+        match status_change(e) {
+            StatusChange::To(s) => {
+                u.status = Some(s.as_str());
+                u.fulfil_unless_physical = false;
+            }
+            StatusChange::Keep => {}
+            StatusChange::FulfilledIfDigitalOnly => u.fulfil_unless_physical = true,
+        }
+        u.updated_at = at;
+        match e {
+            OrderEvent::OrderPlaced { .. }
+            | OrderEvent::OrderLicenseAttached { .. }
+            | OrderEvent::OrderProcessingStarted { .. } => {}
+            OrderEvent::OrderPaymentStarted { .. } => {
+                u.payment_started_at.get_or_insert(at);
+            }
+            OrderEvent::OrderPaid { amount, .. } => {
+                if u.paid_at.is_none() {
+                    u.paid_at = Some(at);
+                    u.paid_minor = Some(amount.minor);
+                }
+            }
+            OrderEvent::OrderPaymentFailed { reason, .. } => {
+                u.payment_failed_at.get_or_insert(at);
+                u.failure_reason = Some(reason.clone());
+            }
+            OrderEvent::OrderInventoryUnavailable { .. } => {
+                u.inventory_unavailable_at.get_or_insert(at);
+            }
+            OrderEvent::OrderConfirmed { .. } => {
+                u.confirmed_at.get_or_insert(at);
+            }
+            OrderEvent::OrderFulfilled { .. } => {
+                u.fulfilled_at.get_or_insert(at);
+            }
+            OrderEvent::OrderShipped { .. } => {
+                u.shipped_at.get_or_insert(at);
+            }
+            OrderEvent::OrderDelivered { .. } => {
+                u.delivered_at.get_or_insert(at);
+            }
+            OrderEvent::OrderCancelled { by, .. } => {
+                u.cancelled_at.get_or_insert(at);
+                u.cancelled_by = Some(cancelled_by(*by));
+            }
+            OrderEvent::OrderRefunded { amount, .. } => {
+                u.refunded_minor += amount.minor;
+                u.last_refunded_at = Some(at);
+            }
+        }
+    }
+
+    async fn write(self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.rows.is_empty() {
             return Ok(());
         }
-        OrderEvent::OrderPaymentStarted { .. } => (
-            "payment_started_at = coalesce(payment_started_at, $2)",
-            None,
-            None,
-        ),
-        OrderEvent::OrderPaid { amount, .. } => (
-            "paid_minor = case when paid_at is null then $3 else paid_minor end,
-             paid_at = coalesce(paid_at, $2)",
-            Some(amount.minor),
-            None,
-        ),
-        OrderEvent::OrderPaymentFailed { reason, .. } => (
-            "payment_failed_at = coalesce(payment_failed_at, $2), failure_reason = $4",
-            None,
-            Some(reason.clone()),
-        ),
-        OrderEvent::OrderInventoryUnavailable { .. } => (
-            "inventory_unavailable_at = coalesce(inventory_unavailable_at, $2)",
-            None,
-            None,
-        ),
-        OrderEvent::OrderConfirmed { .. } => {
-            ("confirmed_at = coalesce(confirmed_at, $2)", None, None)
+        let n = self.rows.len();
+        let mut c = OrderUpdateColumns::with_capacity(n);
+        for u in self.rows {
+            c.order_id.push(u.order_id);
+            c.status.push(u.status);
+            c.fulfil.push(u.fulfil_unless_physical);
+            c.updated_at.push(u.updated_at);
+            c.payment_started_at.push(u.payment_started_at);
+            c.paid_at.push(u.paid_at);
+            c.paid_minor.push(u.paid_minor);
+            c.payment_failed_at.push(u.payment_failed_at);
+            c.failure_reason.push(u.failure_reason);
+            c.inventory_unavailable_at.push(u.inventory_unavailable_at);
+            c.confirmed_at.push(u.confirmed_at);
+            c.fulfilled_at.push(u.fulfilled_at);
+            c.shipped_at.push(u.shipped_at);
+            c.delivered_at.push(u.delivered_at);
+            c.cancelled_at.push(u.cancelled_at);
+            c.cancelled_by.push(u.cancelled_by);
+            c.refunded_minor.push(u.refunded_minor);
+            c.last_refunded_at.push(u.last_refunded_at);
         }
-        OrderEvent::OrderLicenseAttached { .. } | OrderEvent::OrderProcessingStarted { .. } => {
-            ("", None, None)
+        sqlx::query(
+            "update analytics.fact_orders f
+             set status = case when u.fulfil and not f.has_physical then 'FULFILLED'
+                               else coalesce(u.status, f.status) end,
+                 updated_at = u.updated_at,
+                 payment_started_at = coalesce(f.payment_started_at, u.payment_started_at),
+                 paid_minor = case when f.paid_at is null and u.paid_at is not null
+                                   then u.paid_minor else f.paid_minor end,
+                 paid_at = coalesce(f.paid_at, u.paid_at),
+                 payment_failed_at = coalesce(f.payment_failed_at, u.payment_failed_at),
+                 failure_reason = coalesce(u.failure_reason, f.failure_reason),
+                 inventory_unavailable_at =
+                     coalesce(f.inventory_unavailable_at, u.inventory_unavailable_at),
+                 confirmed_at = coalesce(f.confirmed_at, u.confirmed_at),
+                 fulfilled_at = coalesce(f.fulfilled_at, u.fulfilled_at),
+                 shipped_at = coalesce(f.shipped_at, u.shipped_at),
+                 delivered_at = coalesce(f.delivered_at, u.delivered_at),
+                 cancelled_at = coalesce(f.cancelled_at, u.cancelled_at),
+                 cancelled_by = coalesce(u.cancelled_by, f.cancelled_by),
+                 refunded_minor = f.refunded_minor + u.refunded_minor,
+                 last_refunded_at = coalesce(u.last_refunded_at, f.last_refunded_at)
+             from unnest($1::uuid[], $2::text[], $3::bool[], $4::timestamptz[],
+                         $5::timestamptz[], $6::timestamptz[], $7::bigint[], $8::timestamptz[],
+                         $9::text[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[],
+                         $13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::text[],
+                         $17::bigint[], $18::timestamptz[])
+                  as u(order_id, status, fulfil, updated_at, payment_started_at, paid_at,
+                       paid_minor, payment_failed_at, failure_reason, inventory_unavailable_at,
+                       confirmed_at, fulfilled_at, shipped_at, delivered_at, cancelled_at,
+                       cancelled_by, refunded_minor, last_refunded_at)
+             where f.order_id = u.order_id",
+        )
+        .bind(c.order_id)
+        .bind(c.status)
+        .bind(c.fulfil)
+        .bind(c.updated_at)
+        .bind(c.payment_started_at)
+        .bind(c.paid_at)
+        .bind(c.paid_minor)
+        .bind(c.payment_failed_at)
+        .bind(c.failure_reason)
+        .bind(c.inventory_unavailable_at)
+        .bind(c.confirmed_at)
+        .bind(c.fulfilled_at)
+        .bind(c.shipped_at)
+        .bind(c.delivered_at)
+        .bind(c.cancelled_at)
+        .bind(c.cancelled_by)
+        .bind(c.refunded_minor)
+        .bind(c.last_refunded_at)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// [`OrderUpdate`]s as one array per column, for `unnest`.
+struct OrderUpdateColumns {
+    order_id: Vec<Uuid>,
+    status: Vec<Option<&'static str>>,
+    fulfil: Vec<bool>,
+    updated_at: Vec<DateTime<Utc>>,
+    payment_started_at: Vec<Option<DateTime<Utc>>>,
+    paid_at: Vec<Option<DateTime<Utc>>>,
+    paid_minor: Vec<Option<i64>>,
+    payment_failed_at: Vec<Option<DateTime<Utc>>>,
+    failure_reason: Vec<Option<String>>,
+    inventory_unavailable_at: Vec<Option<DateTime<Utc>>>,
+    confirmed_at: Vec<Option<DateTime<Utc>>>,
+    fulfilled_at: Vec<Option<DateTime<Utc>>>,
+    shipped_at: Vec<Option<DateTime<Utc>>>,
+    delivered_at: Vec<Option<DateTime<Utc>>>,
+    cancelled_at: Vec<Option<DateTime<Utc>>>,
+    cancelled_by: Vec<Option<&'static str>>,
+    refunded_minor: Vec<i64>,
+    last_refunded_at: Vec<Option<DateTime<Utc>>>,
+}
+
+impl OrderUpdateColumns {
+    fn with_capacity(n: usize) -> Self {
+        OrderUpdateColumns {
+            order_id: Vec::with_capacity(n),
+            status: Vec::with_capacity(n),
+            fulfil: Vec::with_capacity(n),
+            updated_at: Vec::with_capacity(n),
+            payment_started_at: Vec::with_capacity(n),
+            paid_at: Vec::with_capacity(n),
+            paid_minor: Vec::with_capacity(n),
+            payment_failed_at: Vec::with_capacity(n),
+            failure_reason: Vec::with_capacity(n),
+            inventory_unavailable_at: Vec::with_capacity(n),
+            confirmed_at: Vec::with_capacity(n),
+            fulfilled_at: Vec::with_capacity(n),
+            shipped_at: Vec::with_capacity(n),
+            delivered_at: Vec::with_capacity(n),
+            cancelled_at: Vec::with_capacity(n),
+            cancelled_by: Vec::with_capacity(n),
+            refunded_minor: Vec::with_capacity(n),
+            last_refunded_at: Vec::with_capacity(n),
         }
-        OrderEvent::OrderFulfilled { .. } => {
-            ("fulfilled_at = coalesce(fulfilled_at, $2)", None, None)
-        }
-        OrderEvent::OrderShipped { .. } => ("shipped_at = coalesce(shipped_at, $2)", None, None),
-        OrderEvent::OrderDelivered { .. } => {
-            ("delivered_at = coalesce(delivered_at, $2)", None, None)
-        }
-        OrderEvent::OrderCancelled { by, .. } => (
-            "cancelled_at = coalesce(cancelled_at, $2), cancelled_by = $4",
-            None,
-            Some(cancelled_by(*by).to_owned()),
-        ),
-        OrderEvent::OrderRefunded { amount, .. } => (
-            "refunded_minor = refunded_minor + $3, last_refunded_at = $2",
-            Some(amount.minor),
-            None,
-        ),
-    };
-    let status = status_sql(status_change(&e));
-    let set = if set.is_empty() {
-        String::new()
-    } else {
-        format!(", {set}")
-    };
-    // sqlx declares every parameter's type, so a variant may leave $3 or $4 unused.
-    sqlx::query(&format!(
-        "update analytics.fact_orders set status = {status}, updated_at = $2{set}
-         where order_id = $1"
-    ))
-    .bind(order_id)
-    .bind(at)
-    .bind(amount)
-    .bind(text)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    }
 }
 
 async fn insert_lines(

@@ -832,7 +832,8 @@ async fn every_read_model_rebuilt_from_zero_equals_the_live_one() {
         Checkpoints::new(pool.clone()),
     )
     .with_options(ProjectorOptions {
-        batch_max: 7,
+        // One event per batch: the live model is written event by event.
+        batch_max: 1,
         claim_retry: Duration::from_millis(100),
         status_interval: Duration::from_millis(200),
     });
@@ -841,7 +842,7 @@ async fn every_read_model_rebuilt_from_zero_equals_the_live_one() {
         let (p, stop) = (projector.clone(), stop.clone());
         async move { p.run(stop).await }
     });
-    // The history is appended while the projections run live, in small batches.
+    // The history is appended while the projections run live, one event per batch.
     shop_history(&s).await;
     let head = s.last();
     let names = projector.names();
@@ -861,7 +862,7 @@ async fn every_read_model_rebuilt_from_zero_equals_the_live_one() {
     );
 
     // Rebuilt in batches as big as the runtime's default (the whole history in one or two),
-    // where the live run applied a few events at a time: projections that write a batch's rows
+    // where the live run applied one event at a time: projections that write a batch's rows
     // together must write the same rows as one by one.
     let rebuilder = Projector::new(
         s.store.clone(),
