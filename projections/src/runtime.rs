@@ -311,6 +311,10 @@ impl Projector {
                 SubscriptionItem::Checkpoint(c) => to = to.max(*c),
             }
         }
+        if to == mark.position {
+            // Nothing applied and nothing to move past (a position this projection had).
+            return Ok(Some(to));
+        }
         let applied = events.len() as i64;
         // See `batch_begin`. On the Postgres store an append by a command the batch decided
         // flushes the WAL past the batch's commit record first; on either store a batch
@@ -321,9 +325,6 @@ impl Projector {
             // No span around the batch: each event's `project` span must stay a root, so that
             // it joins the trace of the request that caused the event.
             p.apply_batch(&mut tx, &events).await?;
-        }
-        if to == mark.position {
-            return Ok(Some(to));
         }
         if !checkpoints::advance(&mut tx, p.name(), mark, to, applied, last_event_at).await? {
             tracing::info!(
