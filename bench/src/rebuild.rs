@@ -5,7 +5,9 @@
 //!   transaction), timed from start until every checkpoint has reached the head of the log;
 //! * raw: three hand-written loops, one per read model, each reading its categories from
 //!   `es.events` in pages of 500 and writing the same rows with the same statements (see
-//!   `raw_models.rs`), one transaction per page.
+//!   `raw_models.rs`), one transaction per page; what a projection writes once per batch
+//!   (stock moves, order fact rows, payment facts, inventory movements) the loop writes once
+//!   per page.
 //!
 //! Both start from empty read models; afterwards every table's checksum is compared.
 
