@@ -14,6 +14,8 @@ use purser_domain::inventory::{AdjustmentReason, InventoryEvent, ReleaseReason};
 use purser_domain::order::{CancelledBy, OrderEvent, OrderLine};
 use purser_domain::payment::PaymentEvent;
 use purser_domain::product::{ProductEvent, ProductKind};
+// Parameter plumbing only (seven arrays from an order's lines); the statements are this file's.
+use purser_projections::orders::bind_lines;
 use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -413,7 +415,7 @@ async fn insert_fact_lines(
     lines: &[OrderLine],
     placed_at: &DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    sqlx::query(
+    let q = sqlx::query(
         "insert into analytics.fact_order_lines
             (order_id, line_no, sku, name, kind, qty, unit_price_minor, line_total_minor,
              currency, placed_at)
@@ -422,31 +424,9 @@ async fn insert_fact_lines(
                      $8::text[])
               with ordinality as t(sku, name, kind, qty, unit, total, currency, ord)",
     )
-    .bind(order_id)
-    .bind(lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.name.as_str()).collect::<Vec<_>>())
-    .bind(lines.iter().map(line_kind).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.qty.get() as i32).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.unit_price.minor).collect::<Vec<_>>())
-    .bind(lines.iter().map(|l| l.line_total.minor).collect::<Vec<_>>())
-    .bind(
-        lines
-            .iter()
-            .map(|l| l.unit_price.currency.code())
-            .collect::<Vec<_>>(),
-    )
-    .bind(placed_at)
-    .execute(tx)
-    .await?;
+    .bind(order_id);
+    bind_lines(q, lines).bind(placed_at).execute(tx).await?;
     Ok(())
-}
-
-fn line_kind(l: &OrderLine) -> &'static str {
-    if l.is_digital() {
-        "digital"
-    } else {
-        "physical"
-    }
 }
 
 fn cancelled_by(by: &CancelledBy) -> &'static str {
@@ -493,7 +473,7 @@ async fn orders_order(
                 "currency": total.currency.code(),
                 "item_count": item_count,
             });
-            sqlx::query(
+            let q = sqlx::query(
                 "with o as (
                      insert into sales.orders
                         (order_id, customer_id, email, status, currency, total_minor, item_count,
@@ -525,21 +505,8 @@ async fn orders_order(
             .bind(address)
             .bind(at)
             .bind(event_type)
-            .bind(detail)
-            .bind(lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>())
-            .bind(lines.iter().map(|l| l.name.as_str()).collect::<Vec<_>>())
-            .bind(lines.iter().map(line_kind).collect::<Vec<_>>())
-            .bind(lines.iter().map(|l| l.qty.get() as i32).collect::<Vec<_>>())
-            .bind(lines.iter().map(|l| l.unit_price.minor).collect::<Vec<_>>())
-            .bind(lines.iter().map(|l| l.line_total.minor).collect::<Vec<_>>())
-            .bind(
-                lines
-                    .iter()
-                    .map(|l| l.unit_price.currency.code())
-                    .collect::<Vec<_>>(),
-            )
-            .execute(&mut *tx)
-            .await?;
+            .bind(detail);
+            bind_lines(q, lines).execute(&mut *tx).await?;
             return Ok(());
         }
         OrderEvent::OrderPaymentStarted {

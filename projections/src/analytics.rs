@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::carts::cart_event_at;
 use crate::orders::{
-    StatusChange, cancelled_by, line_kind, order_event_at, order_id_of, status_change,
+    StatusChange, bind_lines, cancelled_by, order_event_at, order_id_of, status_change,
 };
 use crate::{Projection, ProjectionError, decode};
 
@@ -258,27 +258,10 @@ impl OrderUpdates {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let n = self.rows.len();
-        let mut c = OrderUpdateColumns::with_capacity(n);
-        for u in self.rows {
-            c.order_id.push(u.order_id);
-            c.status.push(u.status);
-            c.fulfil.push(u.fulfil_unless_physical);
-            c.updated_at.push(u.updated_at);
-            c.payment_started_at.push(u.payment_started_at);
-            c.paid_at.push(u.paid_at);
-            c.paid_minor.push(u.paid_minor);
-            c.payment_failed_at.push(u.payment_failed_at);
-            c.failure_reason.push(u.failure_reason);
-            c.inventory_unavailable_at.push(u.inventory_unavailable_at);
-            c.confirmed_at.push(u.confirmed_at);
-            c.fulfilled_at.push(u.fulfilled_at);
-            c.shipped_at.push(u.shipped_at);
-            c.delivered_at.push(u.delivered_at);
-            c.cancelled_at.push(u.cancelled_at);
-            c.cancelled_by.push(u.cancelled_by);
-            c.refunded_minor.push(u.refunded_minor);
-            c.last_refunded_at.push(u.last_refunded_at);
+        let r = &self.rows;
+        // One array per column, for `unnest`.
+        fn col<T>(r: &[OrderUpdate], f: impl Fn(&OrderUpdate) -> T) -> Vec<T> {
+            r.iter().map(f).collect()
         }
         sqlx::query(
             "update analytics.fact_orders f
@@ -312,74 +295,27 @@ impl OrderUpdates {
                        cancelled_by, refunded_minor, last_refunded_at)
              where f.order_id = u.order_id",
         )
-        .bind(c.order_id)
-        .bind(c.status)
-        .bind(c.fulfil)
-        .bind(c.updated_at)
-        .bind(c.payment_started_at)
-        .bind(c.paid_at)
-        .bind(c.paid_minor)
-        .bind(c.payment_failed_at)
-        .bind(c.failure_reason)
-        .bind(c.inventory_unavailable_at)
-        .bind(c.confirmed_at)
-        .bind(c.fulfilled_at)
-        .bind(c.shipped_at)
-        .bind(c.delivered_at)
-        .bind(c.cancelled_at)
-        .bind(c.cancelled_by)
-        .bind(c.refunded_minor)
-        .bind(c.last_refunded_at)
+        .bind(col(r, |u| u.order_id))
+        .bind(col(r, |u| u.status))
+        .bind(col(r, |u| u.fulfil_unless_physical))
+        .bind(col(r, |u| u.updated_at))
+        .bind(col(r, |u| u.payment_started_at))
+        .bind(col(r, |u| u.paid_at))
+        .bind(col(r, |u| u.paid_minor))
+        .bind(col(r, |u| u.payment_failed_at))
+        .bind(col(r, |u| u.failure_reason.clone()))
+        .bind(col(r, |u| u.inventory_unavailable_at))
+        .bind(col(r, |u| u.confirmed_at))
+        .bind(col(r, |u| u.fulfilled_at))
+        .bind(col(r, |u| u.shipped_at))
+        .bind(col(r, |u| u.delivered_at))
+        .bind(col(r, |u| u.cancelled_at))
+        .bind(col(r, |u| u.cancelled_by))
+        .bind(col(r, |u| u.refunded_minor))
+        .bind(col(r, |u| u.last_refunded_at))
         .execute(tx)
         .await?;
         Ok(())
-    }
-}
-
-/// [`OrderUpdate`]s as one array per column, for `unnest`.
-struct OrderUpdateColumns {
-    order_id: Vec<Uuid>,
-    status: Vec<Option<&'static str>>,
-    fulfil: Vec<bool>,
-    updated_at: Vec<DateTime<Utc>>,
-    payment_started_at: Vec<Option<DateTime<Utc>>>,
-    paid_at: Vec<Option<DateTime<Utc>>>,
-    paid_minor: Vec<Option<i64>>,
-    payment_failed_at: Vec<Option<DateTime<Utc>>>,
-    failure_reason: Vec<Option<String>>,
-    inventory_unavailable_at: Vec<Option<DateTime<Utc>>>,
-    confirmed_at: Vec<Option<DateTime<Utc>>>,
-    fulfilled_at: Vec<Option<DateTime<Utc>>>,
-    shipped_at: Vec<Option<DateTime<Utc>>>,
-    delivered_at: Vec<Option<DateTime<Utc>>>,
-    cancelled_at: Vec<Option<DateTime<Utc>>>,
-    cancelled_by: Vec<Option<&'static str>>,
-    refunded_minor: Vec<i64>,
-    last_refunded_at: Vec<Option<DateTime<Utc>>>,
-}
-
-impl OrderUpdateColumns {
-    fn with_capacity(n: usize) -> Self {
-        OrderUpdateColumns {
-            order_id: Vec::with_capacity(n),
-            status: Vec::with_capacity(n),
-            fulfil: Vec::with_capacity(n),
-            updated_at: Vec::with_capacity(n),
-            payment_started_at: Vec::with_capacity(n),
-            paid_at: Vec::with_capacity(n),
-            paid_minor: Vec::with_capacity(n),
-            payment_failed_at: Vec::with_capacity(n),
-            failure_reason: Vec::with_capacity(n),
-            inventory_unavailable_at: Vec::with_capacity(n),
-            confirmed_at: Vec::with_capacity(n),
-            fulfilled_at: Vec::with_capacity(n),
-            shipped_at: Vec::with_capacity(n),
-            delivered_at: Vec::with_capacity(n),
-            cancelled_at: Vec::with_capacity(n),
-            cancelled_by: Vec::with_capacity(n),
-            refunded_minor: Vec::with_capacity(n),
-            last_refunded_at: Vec::with_capacity(n),
-        }
     }
 }
 
@@ -389,14 +325,7 @@ async fn insert_lines(
     lines: &[OrderLine],
     placed_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), sqlx::Error> {
-    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
-    let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
-    let kinds: Vec<&str> = lines.iter().map(line_kind).collect();
-    let qtys: Vec<i32> = lines.iter().map(|l| l.qty.get() as i32).collect();
-    let units: Vec<i64> = lines.iter().map(|l| l.unit_price.minor).collect();
-    let totals: Vec<i64> = lines.iter().map(|l| l.line_total.minor).collect();
-    let currencies: Vec<&str> = lines.iter().map(|l| l.unit_price.currency.code()).collect();
-    sqlx::query(
+    let q = sqlx::query(
         "insert into analytics.fact_order_lines
             (order_id, line_no, sku, name, kind, qty, unit_price_minor, line_total_minor,
              currency, placed_at)
@@ -405,17 +334,8 @@ async fn insert_lines(
                      $8::text[])
               with ordinality as t(sku, name, kind, qty, unit, total, currency, ord)",
     )
-    .bind(order_id)
-    .bind(skus)
-    .bind(names)
-    .bind(kinds)
-    .bind(qtys)
-    .bind(units)
-    .bind(totals)
-    .bind(currencies)
-    .bind(placed_at)
-    .execute(tx)
-    .await?;
+    .bind(order_id);
+    bind_lines(q, lines).bind(placed_at).execute(tx).await?;
     Ok(())
 }
 

@@ -77,6 +77,26 @@ pub(crate) fn cancelled_by(by: CancelledBy) -> &'static str {
     }
 }
 
+/// Binds an order's lines as the seven arrays (sku, name, kind, qty, unit price, line total,
+/// currency) that `unnest(…) with ordinality` turns into line rows, numbered from 1.
+pub fn bind_lines<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    lines: &'q [OrderLine],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    q.bind(lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>())
+        .bind(lines.iter().map(|l| l.name.as_str()).collect::<Vec<_>>())
+        .bind(lines.iter().map(line_kind).collect::<Vec<_>>())
+        .bind(lines.iter().map(|l| l.qty.get() as i32).collect::<Vec<_>>())
+        .bind(lines.iter().map(|l| l.unit_price.minor).collect::<Vec<_>>())
+        .bind(lines.iter().map(|l| l.line_total.minor).collect::<Vec<_>>())
+        .bind(
+            lines
+                .iter()
+                .map(|l| l.unit_price.currency.code())
+                .collect::<Vec<_>>(),
+        )
+}
+
 pub(crate) fn line_kind(line: &OrderLine) -> &'static str {
     if line.is_digital() {
         "digital"
@@ -236,16 +256,9 @@ async fn place(
         "currency": total.currency.code(),
         "item_count": item_count,
     });
-    let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
-    let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
-    let kinds: Vec<&str> = lines.iter().map(line_kind).collect();
-    let qtys: Vec<i32> = lines.iter().map(|l| l.qty.get() as i32).collect();
-    let units: Vec<i64> = lines.iter().map(|l| l.unit_price.minor).collect();
-    let totals: Vec<i64> = lines.iter().map(|l| l.line_total.minor).collect();
-    let currencies: Vec<&str> = lines.iter().map(|l| l.unit_price.currency.code()).collect();
     // The lines and the timeline step reference the order row inserted beside them; foreign
     // keys are checked at the end of the statement, when it exists.
-    sqlx::query(
+    let q = sqlx::query(
         "with o as (
              insert into sales.orders
                 (order_id, customer_id, email, status, currency, total_minor, item_count,
@@ -277,16 +290,8 @@ async fn place(
     .bind(address)
     .bind(at)
     .bind(event_type)
-    .bind(detail)
-    .bind(skus)
-    .bind(names)
-    .bind(kinds)
-    .bind(qtys)
-    .bind(units)
-    .bind(totals)
-    .bind(currencies)
-    .execute(&mut *tx)
-    .await?;
+    .bind(detail);
+    bind_lines(q, lines).execute(&mut *tx).await?;
     Ok(())
 }
 

@@ -58,11 +58,16 @@ async fn receive(store: &dyn EventStore, sku: &str, qty: i64) -> Position {
         qty: Quantity::new(qty).unwrap(),
         at: Utc::now(),
     };
+    append_stock(store, &sku, &e).await
+}
+
+/// Appends one event to the SKU's inventory stream; returns its position.
+async fn append_stock(store: &dyn EventStore, sku: &Sku, e: &InventoryEvent) -> Position {
     store
         .append(
             &StreamName::new(sku.inventory_stream()).unwrap(),
             ExpectedVersion::Any,
-            vec![new_event(&e)],
+            vec![new_event(e)],
         )
         .await
         .unwrap()
@@ -266,15 +271,7 @@ async fn a_failing_batch_is_retried_event_by_event_and_the_error_names_the_event
         expires_at: Utc::now(),
         at: Utc::now(),
     };
-    let bad_at = store
-        .append(
-            &StreamName::new(sku.inventory_stream()).unwrap(),
-            ExpectedVersion::Any,
-            vec![new_event(&bad)],
-        )
-        .await
-        .unwrap()
-        .first_position;
+    let bad_at = append_stock(&*store, &sku, &bad).await;
     receive(&*store, "OK-1", 5).await;
 
     let p = projector(store.clone(), pool.clone());
