@@ -20,6 +20,7 @@ mod db;
 mod lag;
 mod mail;
 mod raw_models;
+mod raw_orders;
 mod rebuild;
 mod report;
 mod server;

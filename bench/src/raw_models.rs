@@ -16,7 +16,6 @@ use purser_domain::payment::PaymentEvent;
 use purser_domain::product::{ProductEvent, ProductKind};
 // Parameter plumbing only (seven arrays from an order's lines); the statements are this file's.
 use purser_projections::orders::bind_lines;
-use serde_json::json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -52,8 +51,14 @@ impl Model {
         match (self, event) {
             (Model::Catalog, AnyEvent::Product(e)) => catalog_product(tx, e).await,
             (Model::Catalog, AnyEvent::Inventory(e)) => catalog_stock(page, e),
-            (Model::Orders, AnyEvent::Order(e)) => orders_order(tx, e, event_type).await,
-            (Model::Orders, AnyEvent::Payment(e)) => orders_payment(tx, e).await,
+            (Model::Orders, AnyEvent::Order(e)) => {
+                page.sales.order(event_type, e);
+                Ok(())
+            }
+            (Model::Orders, AnyEvent::Payment(e)) => {
+                page.sales.payment(event_type, e);
+                Ok(())
+            }
             (Model::Analytics, AnyEvent::Order(e)) => analytics_order(tx, page, e).await,
             (Model::Analytics, AnyEvent::Payment(e)) => analytics_payment(page, event_id, e),
             (Model::Analytics, AnyEvent::Inventory(e)) => analytics_inventory(page, event_id, e),
@@ -127,6 +132,8 @@ pub(crate) struct Page {
     /// Order fact rows' changes, folded per order.
     orders: Vec<FactOrderUpdate>,
     order_index: HashMap<Uuid, usize>,
+    /// The order read model's events (see `raw_orders.rs`).
+    sales: crate::raw_orders::SalesPage,
 }
 
 #[derive(Default)]
@@ -176,6 +183,7 @@ type Movement = (
 impl Page {
     /// The page's batched writes, one statement each.
     pub(crate) async fn finish(self, tx: &mut PgConnection) -> anyhow::Result<()> {
+        self.sales.finish(&mut *tx).await?;
         if !self.orders.is_empty() {
             let o = &self.orders;
             let col = |f: fn(&FactOrderUpdate) -> Option<DateTime<Utc>>| {
@@ -435,275 +443,6 @@ fn cancelled_by(by: &CancelledBy) -> &'static str {
         CancelledBy::Admin => "admin",
         CancelledBy::System => "system",
     }
-}
-
-async fn orders_order(
-    tx: &mut PgConnection,
-    e: &OrderEvent,
-    event_type: &str,
-) -> anyhow::Result<()> {
-    // Extra SET assignments over fixed parameters: $6 a uuid, $7 and $8 texts, $9 an amount,
-    // $10 a time (as the projection does).
-    let none = (
-        None::<Uuid>,
-        None::<&str>,
-        None::<&str>,
-        None::<i64>,
-        None::<DateTime<Utc>>,
-    );
-    let (order_id, status, at, detail, set, (id, text, text2, amount, time)) = match e {
-        OrderEvent::OrderPlaced {
-            order_id,
-            customer_id,
-            email,
-            lines,
-            total,
-            cart_id,
-            shipping_address,
-            at,
-            ..
-        } => {
-            let item_count: i64 = lines.iter().map(|l| i64::from(l.qty.get())).sum();
-            let address = shipping_address
-                .as_ref()
-                .map(serde_json::to_value)
-                .transpose()?;
-            let detail = json!({
-                "total_minor": total.minor,
-                "currency": total.currency.code(),
-                "item_count": item_count,
-            });
-            let q = sqlx::query(
-                "with o as (
-                     insert into sales.orders
-                        (order_id, customer_id, email, status, currency, total_minor, item_count,
-                         line_count, cart_id, has_digital, has_physical, shipping_address,
-                         placed_at, updated_at, timeline_length)
-                     values ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 1)
-                     returning order_id),
-                 l as (
-                     insert into sales.order_lines
-                        (order_id, line_no, sku, name, kind, qty, unit_price_minor,
-                         line_total_minor, currency)
-                     select $1, t.ord, t.sku, t.name, t.kind, t.qty, t.unit, t.total, t.currency
-                     from unnest($15::text[], $16::text[], $17::text[], $18::int[],
-                                 $19::bigint[], $20::bigint[], $21::text[])
-                          with ordinality as t(sku, name, kind, qty, unit, total, currency, ord))
-                 insert into sales.order_timeline (order_id, seq, status, event, at, detail)
-                 select o.order_id, 1, 'PENDING', $13, $12, $14 from o",
-            )
-            .bind(order_id.as_uuid())
-            .bind(customer_id.as_uuid())
-            .bind(email.as_str())
-            .bind(total.currency.code())
-            .bind(total.minor)
-            .bind(item_count)
-            .bind(lines.len() as i32)
-            .bind(cart_id.map(|c| c.as_uuid()))
-            .bind(lines.iter().any(OrderLine::is_digital))
-            .bind(lines.iter().any(|l| !l.is_digital()))
-            .bind(address)
-            .bind(at)
-            .bind(event_type)
-            .bind(detail);
-            bind_lines(q, lines).execute(&mut *tx).await?;
-            return Ok(());
-        }
-        OrderEvent::OrderPaymentStarted {
-            order_id,
-            payment_id,
-            at,
-        } => (
-            order_id,
-            "PAYMENT_PROCESSING",
-            at,
-            json!({ "payment_id": payment_id }),
-            "payment_id = $6",
-            (Some(payment_id.as_uuid()), None, None, None, None),
-        ),
-        OrderEvent::OrderPaid {
-            order_id,
-            payment_id,
-            gateway_reference,
-            amount,
-            at,
-        } => (
-            order_id,
-            "PAID",
-            at,
-            json!({
-                "payment_reference": gateway_reference,
-                "amount_minor": amount.minor,
-                "currency": amount.currency.code(),
-            }),
-            "payment_id = $6, payment_reference = $7, captured_minor = $9,
-             paid_at = coalesce(paid_at, $3)",
-            (
-                Some(payment_id.as_uuid()),
-                Some(gateway_reference.as_str()),
-                None,
-                Some(amount.minor),
-                None,
-            ),
-        ),
-        OrderEvent::OrderPaymentFailed {
-            order_id,
-            reason,
-            message,
-            at,
-        } => (
-            order_id,
-            "PAYMENT_FAILED",
-            at,
-            json!({ "failure_reason": reason, "message": message }),
-            "failure_reason = $7, failure_message = $8",
-            (
-                None,
-                Some(reason.as_str()),
-                Some(message.as_str()),
-                None,
-                None,
-            ),
-        ),
-        OrderEvent::OrderConfirmed { order_id, at } => {
-            (order_id, "CONFIRMED", at, json!({}), "", none)
-        }
-        OrderEvent::OrderProcessingStarted { order_id, at } => {
-            (order_id, "PROCESSING", at, json!({}), "", none)
-        }
-        OrderEvent::OrderShipped {
-            order_id,
-            tracking_number,
-            carrier,
-            estimated_delivery,
-            at,
-        } => (
-            order_id,
-            "SHIPPED",
-            at,
-            json!({
-                "tracking_number": tracking_number,
-                "carrier": carrier,
-                "estimated_delivery": estimated_delivery,
-            }),
-            "tracking_number = $7, carrier = $8, estimated_delivery = $10, shipped_at = $3",
-            (
-                None,
-                Some(tracking_number.as_str()),
-                Some(carrier.as_str()),
-                None,
-                *estimated_delivery,
-            ),
-        ),
-        OrderEvent::OrderDelivered { order_id, at } => (
-            order_id,
-            "DELIVERED",
-            at,
-            json!({}),
-            "delivered_at = $3",
-            none,
-        ),
-        OrderEvent::OrderCancelled {
-            order_id,
-            reason,
-            by,
-            was_paid,
-            at,
-        } => (
-            order_id,
-            "CANCELLED",
-            at,
-            json!({ "reason": reason, "by": cancelled_by(by), "was_paid": was_paid }),
-            "cancel_reason = $7, cancelled_by = $8, cancelled_at = $3",
-            (
-                None,
-                Some(reason.as_str()),
-                Some(cancelled_by(by)),
-                None,
-                None,
-            ),
-        ),
-        other => bail!(
-            "the raw baseline does not handle {} (the generator does not make it)",
-            purser_domain::Event::event_type(other)
-        ),
-    };
-    let set = if set.is_empty() {
-        String::new()
-    } else {
-        format!(", {set}")
-    };
-    sqlx::query(&format!(
-        "with o as (
-             update sales.orders
-             set timeline_length = timeline_length + 1, status = $5, updated_at = $3{set}
-             where order_id = $1
-             returning timeline_length, status)
-         insert into sales.order_timeline (order_id, seq, status, event, at, detail)
-         select $1, o.timeline_length, o.status, $2, $3, $4 from o"
-    ))
-    .bind(order_id.as_uuid())
-    .bind(event_type)
-    .bind(at)
-    .bind(detail)
-    .bind(status)
-    .bind(id)
-    .bind(text)
-    .bind(text2)
-    .bind(amount)
-    .bind(time)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-async fn orders_payment(tx: &mut PgConnection, e: &PaymentEvent) -> anyhow::Result<()> {
-    match e {
-        PaymentEvent::PaymentIntentCreated {
-            payment_id,
-            order_id,
-            ..
-        } => {
-            sqlx::query(
-                "update sales.orders set payment_id = coalesce(payment_id, $2) where order_id = $1",
-            )
-            .bind(order_id.as_uuid())
-            .bind(payment_id.as_uuid())
-            .execute(&mut *tx)
-            .await?;
-        }
-        PaymentEvent::PaymentCaptured {
-            order_id,
-            gateway_reference,
-            ..
-        } => {
-            sqlx::query("update sales.orders set payment_reference = $2 where order_id = $1")
-                .bind(order_id.as_uuid())
-                .bind(gateway_reference)
-                .execute(&mut *tx)
-                .await?;
-        }
-        PaymentEvent::PaymentFailed {
-            order_id,
-            reason,
-            message,
-            ..
-        } => {
-            sqlx::query(
-                "update sales.orders set failure_reason = $2, failure_message = $3 where order_id = $1",
-            )
-            .bind(order_id.as_uuid())
-            .bind(reason.code())
-            .bind(message)
-            .execute(&mut *tx)
-            .await?;
-        }
-        PaymentEvent::PaymentRefunded { .. } => {}
-        PaymentEvent::PaymentAttemptFailed { .. } => {
-            bail!("the raw baseline does not handle PaymentAttemptFailed")
-        }
-    }
-    Ok(())
 }
 
 async fn analytics_order(

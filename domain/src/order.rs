@@ -393,6 +393,46 @@ pub enum OrderEvent {
     },
 }
 
+impl OrderEvent {
+    /// The order the event is about (every order event carries it).
+    pub fn order_id(&self) -> OrderId {
+        match self {
+            OrderEvent::OrderPlaced { order_id, .. }
+            | OrderEvent::OrderPaymentStarted { order_id, .. }
+            | OrderEvent::OrderPaid { order_id, .. }
+            | OrderEvent::OrderPaymentFailed { order_id, .. }
+            | OrderEvent::OrderInventoryUnavailable { order_id, .. }
+            | OrderEvent::OrderConfirmed { order_id, .. }
+            | OrderEvent::OrderLicenseAttached { order_id, .. }
+            | OrderEvent::OrderFulfilled { order_id, .. }
+            | OrderEvent::OrderProcessingStarted { order_id, .. }
+            | OrderEvent::OrderShipped { order_id, .. }
+            | OrderEvent::OrderDelivered { order_id, .. }
+            | OrderEvent::OrderCancelled { order_id, .. }
+            | OrderEvent::OrderRefunded { order_id, .. } => *order_id,
+        }
+    }
+
+    /// When it happened (every order event carries its time).
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            OrderEvent::OrderPlaced { at, .. }
+            | OrderEvent::OrderPaymentStarted { at, .. }
+            | OrderEvent::OrderPaid { at, .. }
+            | OrderEvent::OrderPaymentFailed { at, .. }
+            | OrderEvent::OrderInventoryUnavailable { at, .. }
+            | OrderEvent::OrderConfirmed { at, .. }
+            | OrderEvent::OrderLicenseAttached { at, .. }
+            | OrderEvent::OrderFulfilled { at, .. }
+            | OrderEvent::OrderProcessingStarted { at, .. }
+            | OrderEvent::OrderShipped { at, .. }
+            | OrderEvent::OrderDelivered { at, .. }
+            | OrderEvent::OrderCancelled { at, .. }
+            | OrderEvent::OrderRefunded { at, .. } => *at,
+        }
+    }
+}
+
 impl Event for OrderEvent {
     event_names!(
         OrderPlaced,

@@ -238,6 +238,19 @@ pub enum PaymentEvent {
     },
 }
 
+impl PaymentEvent {
+    /// The order the payment is for (every payment event carries it).
+    pub fn order_id(&self) -> OrderId {
+        match self {
+            PaymentEvent::PaymentIntentCreated { order_id, .. }
+            | PaymentEvent::PaymentAttemptFailed { order_id, .. }
+            | PaymentEvent::PaymentCaptured { order_id, .. }
+            | PaymentEvent::PaymentFailed { order_id, .. }
+            | PaymentEvent::PaymentRefunded { order_id, .. } => *order_id,
+        }
+    }
+}
+
 impl Event for PaymentEvent {
     event_names!(
         PaymentIntentCreated,

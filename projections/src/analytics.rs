@@ -22,9 +22,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::carts::cart_event_at;
-use crate::orders::{
-    StatusChange, bind_lines, cancelled_by, order_event_at, order_id_of, status_change,
-};
+use crate::orders::{StatusChange, bind_lines, cancelled_by, status_change};
 use crate::{Projection, ProjectionError, decode};
 
 pub struct AnalyticsProjection;
@@ -102,8 +100,8 @@ impl Projection for AnalyticsProjection {
 /// `OrderPlaced` inserts the order's fact row and its lines at once; every later order event
 /// is folded into the batch's [`OrderUpdates`].
 async fn place_order(tx: &mut PgConnection, e: &OrderEvent) -> Result<(), ProjectionError> {
-    let order_id = order_id_of(e);
-    let at = order_event_at(e);
+    let order_id = e.order_id().as_uuid();
+    let at = e.at();
     match e {
         OrderEvent::OrderPlaced {
             customer_id,
@@ -176,8 +174,8 @@ struct OrderUpdate {
 
 impl OrderUpdates {
     fn add(&mut self, e: &OrderEvent) {
-        let order_id = order_id_of(e);
-        let at = order_event_at(e);
+        let order_id = e.order_id().as_uuid();
+        let at = e.at();
         let i = *self.index.entry(order_id).or_insert_with(|| {
             self.rows.push(OrderUpdate {
                 order_id,

@@ -9,6 +9,8 @@
 //! the same rows.
 
 use async_trait::async_trait;
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use purser_domain::events::AnyEvent;
 use purser_domain::order::{CancelledBy, OrderEvent, OrderLine, OrderStatus};
@@ -57,18 +59,6 @@ pub(crate) fn status_change(e: &OrderEvent) -> StatusChange {
     }
 }
 
-/// The SQL expression for the status after a change, given the `status` and `has_physical`
-/// columns of the row being updated.
-pub(crate) fn status_sql(change: StatusChange) -> String {
-    match change {
-        StatusChange::To(s) => format!("'{}'", s.as_str()),
-        StatusChange::Keep => "status".to_owned(),
-        StatusChange::FulfilledIfDigitalOnly => {
-            "case when has_physical then status else 'FULFILLED' end".to_owned()
-        }
-    }
-}
-
 pub(crate) fn cancelled_by(by: CancelledBy) -> &'static str {
     match by {
         CancelledBy::Customer => "customer",
@@ -105,44 +95,6 @@ pub(crate) fn line_kind(line: &OrderLine) -> &'static str {
     }
 }
 
-/// The order id every order event carries.
-pub(crate) fn order_id_of(e: &OrderEvent) -> Uuid {
-    match e {
-        OrderEvent::OrderPlaced { order_id, .. }
-        | OrderEvent::OrderPaymentStarted { order_id, .. }
-        | OrderEvent::OrderPaid { order_id, .. }
-        | OrderEvent::OrderPaymentFailed { order_id, .. }
-        | OrderEvent::OrderInventoryUnavailable { order_id, .. }
-        | OrderEvent::OrderConfirmed { order_id, .. }
-        | OrderEvent::OrderLicenseAttached { order_id, .. }
-        | OrderEvent::OrderFulfilled { order_id, .. }
-        | OrderEvent::OrderProcessingStarted { order_id, .. }
-        | OrderEvent::OrderShipped { order_id, .. }
-        | OrderEvent::OrderDelivered { order_id, .. }
-        | OrderEvent::OrderCancelled { order_id, .. }
-        | OrderEvent::OrderRefunded { order_id, .. } => order_id.as_uuid(),
-    }
-}
-
-/// The time every order event carries.
-pub(crate) fn order_event_at(e: &OrderEvent) -> DateTime<Utc> {
-    match e {
-        OrderEvent::OrderPlaced { at, .. }
-        | OrderEvent::OrderPaymentStarted { at, .. }
-        | OrderEvent::OrderPaid { at, .. }
-        | OrderEvent::OrderPaymentFailed { at, .. }
-        | OrderEvent::OrderInventoryUnavailable { at, .. }
-        | OrderEvent::OrderConfirmed { at, .. }
-        | OrderEvent::OrderLicenseAttached { at, .. }
-        | OrderEvent::OrderFulfilled { at, .. }
-        | OrderEvent::OrderProcessingStarted { at, .. }
-        | OrderEvent::OrderShipped { at, .. }
-        | OrderEvent::OrderDelivered { at, .. }
-        | OrderEvent::OrderCancelled { at, .. }
-        | OrderEvent::OrderRefunded { at, .. } => *at,
-    }
-}
-
 #[async_trait]
 impl Projection for OrdersProjection {
     fn name(&self) -> &'static str {
@@ -162,365 +114,638 @@ impl Projection for OrdersProjection {
         tx: &mut PgConnection,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
-        match decode(event)? {
-            AnyEvent::Order(e) => apply_order(tx, e, event.event_type.as_str()).await,
-            AnyEvent::Payment(e) => apply_payment(tx, e, event.event_type.as_str()).await,
-            _ => Ok(()),
+        self.apply_batch(tx, &[event]).await
+    }
+
+    /// The batch's events fold, per order and in log order, into the order rows they leave
+    /// behind; then one statement inserts the orders placed in the batch (with their lines),
+    /// updates the others, and appends every timeline step. The rows already in the table that
+    /// the batch moves are read first, in one query, because a step records the status and
+    /// position the row had after it.
+    async fn apply_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[&RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        let mut decoded = Vec::with_capacity(events.len());
+        for event in events {
+            match decode(event).map_err(|err| crate::failed_at(Self::NAME, event, err))? {
+                AnyEvent::Order(e) => decoded.push((*event, Subject::Order(e))),
+                AnyEvent::Payment(e) => decoded.push((*event, Subject::Payment(e))),
+                _ => {}
+            }
+        }
+        let located = |err| crate::failed_in(Self::NAME, events, err);
+        let mut batch = Batch::default();
+        let stored = Batch::rows_to_read(&decoded);
+        if !stored.is_empty() {
+            batch
+                .load(tx, &stored)
+                .await
+                .map_err(|err| located(err.into()))?;
+        }
+        for (event, subject) in &decoded {
+            let _entered = crate::project_span(Self::NAME, event).entered();
+            batch
+                .add(event.event_type.as_str(), subject)
+                .map_err(|err| crate::failed_at(Self::NAME, event, err))?;
+        }
+        batch.write(tx).await.map_err(located)
+    }
+}
+
+/// An event this model reads, decoded.
+enum Subject {
+    Order(OrderEvent),
+    Payment(PaymentEvent),
+}
+
+impl Subject {
+    fn order_id(&self) -> Uuid {
+        match self {
+            Subject::Order(e) => e.order_id().as_uuid(),
+            Subject::Payment(e) => e.order_id().as_uuid(),
         }
     }
 }
 
-/// What one order event writes to its `sales.orders` row besides the status, the timeline
-/// length and `updated_at`: extra `SET` assignments over a fixed set of parameters, each
-/// variant using the ones it needs ($5 a uuid, $6 and $7 texts, $8 an amount, $9 a time).
-/// sqlx declares every parameter's type, so an unused one costs nothing.
-#[derive(Default)]
-struct RowChange {
-    set: &'static str,
-    id: Option<Uuid>,
-    text: Option<String>,
-    text2: Option<String>,
-    amount: Option<i64>,
-    time: Option<DateTime<Utc>>,
-}
-
-/// Moves the order's status, stamps the event's own columns, and appends the timeline step,
-/// all in one statement. Does nothing when the order is unknown (a payment event for an order
-/// this model never saw placed).
-async fn step(
-    tx: &mut PgConnection,
+/// The columns of a `sales.orders` row that the events after its placing change, plus
+/// `has_physical`, which decides what `OrderFulfilled` does to the status.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct Progress {
     order_id: Uuid,
-    change: StatusChange,
-    event: &str,
-    at: DateTime<Utc>,
-    detail: Value,
-    row: RowChange,
-) -> Result<(), sqlx::Error> {
-    let status = status_sql(change);
-    let set = if row.set.is_empty() {
-        String::new()
-    } else {
-        format!(", {}", row.set)
-    };
-    sqlx::query(&format!(
-        "with o as (
-             update sales.orders
-             set timeline_length = timeline_length + 1, status = {status}, updated_at = $3{set}
-             where order_id = $1
-             returning timeline_length, status)
-         insert into sales.order_timeline (order_id, seq, status, event, at, detail)
-         select $1, o.timeline_length, o.status, $2, $3, $4 from o"
-    ))
-    .bind(order_id)
-    .bind(event)
-    .bind(at)
-    .bind(detail)
-    .bind(row.id)
-    .bind(row.text)
-    .bind(row.text2)
-    .bind(row.amount)
-    .bind(row.time)
-    .execute(tx)
-    .await?;
-    Ok(())
+    has_physical: bool,
+    status: String,
+    payment_id: Option<Uuid>,
+    payment_reference: Option<String>,
+    captured_minor: Option<i64>,
+    paid_at: Option<DateTime<Utc>>,
+    failure_reason: Option<String>,
+    failure_message: Option<String>,
+    cancel_reason: Option<String>,
+    cancelled_by: Option<String>,
+    cancelled_at: Option<DateTime<Utc>>,
+    refunded_minor: i64,
+    tracking_number: Option<String>,
+    carrier: Option<String>,
+    estimated_delivery: Option<DateTime<Utc>>,
+    shipped_at: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
+    fulfilled_at: Option<DateTime<Utc>>,
+    updated_at: DateTime<Utc>,
+    timeline_length: i32,
 }
 
-/// `OrderPlaced`: the order row, its lines and its first timeline step in one statement.
-async fn place(
-    tx: &mut PgConnection,
-    order_id: Uuid,
-    e: &OrderEvent,
-    event_type: &str,
-) -> Result<(), ProjectionError> {
-    let OrderEvent::OrderPlaced {
-        customer_id,
-        email,
-        lines,
-        total,
-        cart_id,
-        shipping_address,
-        at,
-        ..
-    } = e
-    else {
-        return Ok(());
-    };
-    let item_count: i64 = lines.iter().map(|l| i64::from(l.qty.get())).sum();
-    let address = shipping_address
-        .as_ref()
-        .map(serde_json::to_value)
-        .transpose()
-        .map_err(|e| ProjectionError::Other(format!("shipping address: {e}")))?;
-    let detail = json!({
-        "total_minor": total.minor,
-        "currency": total.currency.code(),
-        "item_count": item_count,
-    });
-    // The lines and the timeline step reference the order row inserted beside them; foreign
-    // keys are checked at the end of the statement, when it exists.
-    let q = sqlx::query(
-        "with o as (
-             insert into sales.orders
-                (order_id, customer_id, email, status, currency, total_minor, item_count,
-                 line_count, cart_id, has_digital, has_physical, shipping_address, placed_at,
-                 updated_at, timeline_length)
-             values ($1, $2, $3, 'PENDING', $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 1)
-             returning order_id),
-         l as (
-             insert into sales.order_lines
-                (order_id, line_no, sku, name, kind, qty, unit_price_minor, line_total_minor,
-                 currency)
-             select $1, t.ord, t.sku, t.name, t.kind, t.qty, t.unit, t.total, t.currency
-             from unnest($15::text[], $16::text[], $17::text[], $18::int[], $19::bigint[],
-                         $20::bigint[], $21::text[])
-                  with ordinality as t(sku, name, kind, qty, unit, total, currency, ord))
-         insert into sales.order_timeline (order_id, seq, status, event, at, detail)
-         select o.order_id, 1, 'PENDING', $13, $12, $14 from o",
-    )
-    .bind(order_id)
-    .bind(customer_id.as_uuid())
-    .bind(email.as_str())
-    .bind(total.currency.code())
-    .bind(total.minor)
-    .bind(item_count)
-    .bind(lines.len() as i32)
-    .bind(cart_id.map(|c| c.as_uuid()))
-    .bind(lines.iter().any(OrderLine::is_digital))
-    .bind(lines.iter().any(|l| !l.is_digital()))
-    .bind(address)
-    .bind(at)
-    .bind(event_type)
-    .bind(detail);
-    bind_lines(q, lines).execute(&mut *tx).await?;
-    Ok(())
-}
+/// The columns of [`Progress`] as they are selected and written.
+const PROGRESS_COLUMNS: &str = "order_id, has_physical, status, payment_id, payment_reference,
+    captured_minor, paid_at, failure_reason, failure_message, cancel_reason, cancelled_by,
+    cancelled_at, refunded_minor, tracking_number, carrier, estimated_delivery, shipped_at,
+    delivered_at, fulfilled_at, updated_at, timeline_length";
 
-async fn apply_order(
-    tx: &mut PgConnection,
-    e: OrderEvent,
-    event_type: &str,
-) -> Result<(), ProjectionError> {
-    let order_id = order_id_of(&e);
-    let at = order_event_at(&e);
-    let change = status_change(&e);
-    let (detail, row) = match &e {
-        OrderEvent::OrderPlaced { .. } => return place(tx, order_id, &e, event_type).await,
-        OrderEvent::OrderPaymentStarted { payment_id, .. } => (
-            json!({ "payment_id": payment_id }),
-            RowChange {
-                set: "payment_id = $5",
-                id: Some(payment_id.as_uuid()),
-                ..RowChange::default()
-            },
-        ),
-        OrderEvent::OrderPaid {
-            payment_id,
-            gateway_reference,
-            amount,
-            ..
-        } => (
-            json!({
-                "payment_reference": gateway_reference,
-                "amount_minor": amount.minor,
-                "currency": amount.currency.code(),
-            }),
-            RowChange {
-                set: "payment_id = $5, payment_reference = $6, captured_minor = $8,
-                      paid_at = coalesce(paid_at, $3)",
-                id: Some(payment_id.as_uuid()),
-                text: Some(gateway_reference.clone()),
-                amount: Some(amount.minor),
-                ..RowChange::default()
-            },
-        ),
-        OrderEvent::OrderPaymentFailed {
-            reason, message, ..
-        } => (
-            json!({ "failure_reason": reason, "message": message }),
-            RowChange {
-                set: "failure_reason = $6, failure_message = $7",
-                text: Some(reason.clone()),
-                text2: Some(message.clone()),
-                ..RowChange::default()
-            },
-        ),
-        OrderEvent::OrderInventoryUnavailable { skus, .. } => {
-            let skus: Vec<&str> = skus.iter().map(|s| s.as_str()).collect();
-            (json!({ "skus": skus }), RowChange::default())
-        }
-        OrderEvent::OrderConfirmed { .. } | OrderEvent::OrderProcessingStarted { .. } => {
-            (json!({}), RowChange::default())
-        }
-        OrderEvent::OrderLicenseAttached {
-            sku, license_id, ..
-        } => {
-            sqlx::query(
-                "update sales.order_lines set license_id = $3
-                 where order_id = $1 and sku = $2 and kind = 'digital'",
-            )
-            .bind(order_id)
-            .bind(sku.as_str())
-            .bind(license_id.as_uuid())
-            .execute(&mut *tx)
-            .await?;
-            (
-                json!({ "sku": sku.as_str(), "license_id": license_id }),
-                RowChange::default(),
-            )
-        }
-        OrderEvent::OrderFulfilled { licenses, .. } => {
-            let licenses: serde_json::Map<String, Value> = licenses
-                .iter()
-                .map(|(sku, id)| (sku.as_str().to_owned(), json!(id)))
-                .collect();
-            (
-                json!({ "licenses": licenses }),
-                RowChange {
-                    set: "fulfilled_at = coalesce(fulfilled_at, $3)",
-                    ..RowChange::default()
-                },
-            )
-        }
-        OrderEvent::OrderShipped {
-            tracking_number,
-            carrier,
-            estimated_delivery,
-            ..
-        } => (
-            json!({
-                "tracking_number": tracking_number,
-                "carrier": carrier,
-                "estimated_delivery": estimated_delivery,
-            }),
-            RowChange {
-                set: "tracking_number = $6, carrier = $7, estimated_delivery = $9,
-                      shipped_at = $3",
-                text: Some(tracking_number.clone()),
-                text2: Some(carrier.clone()),
-                time: *estimated_delivery,
-                ..RowChange::default()
-            },
-        ),
-        OrderEvent::OrderDelivered { .. } => (
-            json!({}),
-            RowChange {
-                set: "delivered_at = $3",
-                ..RowChange::default()
-            },
-        ),
-        OrderEvent::OrderCancelled {
-            reason,
-            by,
-            was_paid,
-            ..
-        } => (
-            json!({ "reason": reason, "by": cancelled_by(*by), "was_paid": was_paid }),
-            RowChange {
-                set: "cancel_reason = $6, cancelled_by = $7, cancelled_at = $3",
-                text: Some(reason.clone()),
-                text2: Some(cancelled_by(*by).to_owned()),
-                ..RowChange::default()
-            },
-        ),
-        OrderEvent::OrderRefunded {
-            amount,
-            reason,
-            refund_reference,
-            ..
-        } => (
-            json!({
-                "refund_minor": amount.minor,
-                "currency": amount.currency.code(),
-                "reason": reason,
-                "refund_reference": refund_reference,
-            }),
-            RowChange {
-                set: "refunded_minor = refunded_minor + $8",
-                amount: Some(amount.minor),
-                ..RowChange::default()
-            },
-        ),
-    };
-    step(tx, order_id, change, event_type, at, detail, row).await?;
-    Ok(())
-}
-
-async fn apply_payment(
-    tx: &mut PgConnection,
-    e: PaymentEvent,
-    event_type: &str,
-) -> Result<(), ProjectionError> {
-    match e {
-        PaymentEvent::PaymentIntentCreated {
-            payment_id,
+impl Progress {
+    /// A freshly placed order's row.
+    fn placed(order_id: Uuid, has_physical: bool, at: DateTime<Utc>) -> Progress {
+        Progress {
             order_id,
-            ..
-        } => {
+            has_physical,
+            status: OrderStatus::Pending.as_str().to_owned(),
+            payment_id: None,
+            payment_reference: None,
+            captured_minor: None,
+            paid_at: None,
+            failure_reason: None,
+            failure_message: None,
+            cancel_reason: None,
+            cancelled_by: None,
+            cancelled_at: None,
+            refunded_minor: 0,
+            tracking_number: None,
+            carrier: None,
+            estimated_delivery: None,
+            shipped_at: None,
+            delivered_at: None,
+            fulfilled_at: None,
+            updated_at: at,
+            timeline_length: 1,
+        }
+    }
+
+    /// Moves the row by an order event after the placing; returns the detail of the timeline
+    /// step the event makes (every order event makes one).
+    fn order_event(&mut self, e: &OrderEvent) -> Value {
+        let at = e.at();
+        match status_change(e) {
+            StatusChange::To(s) => self.status = s.as_str().to_owned(),
+            StatusChange::Keep => {}
+            StatusChange::FulfilledIfDigitalOnly => {
+                if !self.has_physical {
+                    self.status = OrderStatus::Fulfilled.as_str().to_owned();
+                }
+            }
+        }
+        self.updated_at = at;
+        self.timeline_length += 1;
+        match e {
+            // The placing makes the row (see `Batch::place`); it never reaches here.
+            OrderEvent::OrderPlaced { .. } => json!({}),
+            OrderEvent::OrderPaymentStarted { payment_id, .. } => {
+                self.payment_id = Some(payment_id.as_uuid());
+                json!({ "payment_id": payment_id })
+            }
+            OrderEvent::OrderPaid {
+                payment_id,
+                gateway_reference,
+                amount,
+                ..
+            } => {
+                self.payment_id = Some(payment_id.as_uuid());
+                self.payment_reference = Some(gateway_reference.clone());
+                self.captured_minor = Some(amount.minor);
+                self.paid_at.get_or_insert(at);
+                json!({
+                    "payment_reference": gateway_reference,
+                    "amount_minor": amount.minor,
+                    "currency": amount.currency.code(),
+                })
+            }
+            OrderEvent::OrderPaymentFailed {
+                reason, message, ..
+            } => {
+                self.failure_reason = Some(reason.clone());
+                self.failure_message = Some(message.clone());
+                json!({ "failure_reason": reason, "message": message })
+            }
+            OrderEvent::OrderInventoryUnavailable { skus, .. } => {
+                let skus: Vec<&str> = skus.iter().map(|s| s.as_str()).collect();
+                json!({ "skus": skus })
+            }
+            OrderEvent::OrderConfirmed { .. } | OrderEvent::OrderProcessingStarted { .. } => {
+                json!({})
+            }
+            OrderEvent::OrderDelivered { .. } => {
+                self.delivered_at = Some(at);
+                json!({})
+            }
+            OrderEvent::OrderLicenseAttached {
+                sku, license_id, ..
+            } => json!({ "sku": sku.as_str(), "license_id": license_id }),
+            OrderEvent::OrderFulfilled { licenses, .. } => {
+                self.fulfilled_at.get_or_insert(at);
+                let licenses: serde_json::Map<String, Value> = licenses
+                    .iter()
+                    .map(|(sku, id)| (sku.as_str().to_owned(), json!(id)))
+                    .collect();
+                json!({ "licenses": licenses })
+            }
+            OrderEvent::OrderShipped {
+                tracking_number,
+                carrier,
+                estimated_delivery,
+                ..
+            } => {
+                self.tracking_number = Some(tracking_number.clone());
+                self.carrier = Some(carrier.clone());
+                self.estimated_delivery = *estimated_delivery;
+                self.shipped_at = Some(at);
+                json!({
+                    "tracking_number": tracking_number,
+                    "carrier": carrier,
+                    "estimated_delivery": estimated_delivery,
+                })
+            }
+            OrderEvent::OrderCancelled {
+                reason,
+                by,
+                was_paid,
+                ..
+            } => {
+                self.cancel_reason = Some(reason.clone());
+                self.cancelled_by = Some(cancelled_by(*by).to_owned());
+                self.cancelled_at = Some(at);
+                json!({ "reason": reason, "by": cancelled_by(*by), "was_paid": was_paid })
+            }
+            OrderEvent::OrderRefunded {
+                amount,
+                reason,
+                refund_reference,
+                ..
+            } => {
+                self.refunded_minor += amount.minor;
+                json!({
+                    "refund_minor": amount.minor,
+                    "currency": amount.currency.code(),
+                    "reason": reason,
+                    "refund_reference": refund_reference,
+                })
+            }
+        }
+    }
+
+    /// Moves the row by a payment event; returns `(at, detail)` of the timeline step when the
+    /// event makes one (a retried attempt does; the others only fill in columns).
+    fn payment_event(&mut self, e: &PaymentEvent) -> Option<(DateTime<Utc>, Value)> {
+        match e {
             // The order learns its payment id from `OrderPaymentStarted` too; whichever comes
             // first fills it in, and both carry the same id.
-            sqlx::query(
-                "update sales.orders set payment_id = coalesce(payment_id, $2) where order_id = $1",
-            )
-            .bind(order_id.as_uuid())
-            .bind(payment_id.as_uuid())
-            .execute(&mut *tx)
-            .await?;
-        }
-        PaymentEvent::PaymentAttemptFailed {
-            payment_id,
-            order_id,
-            attempt,
-            error,
-            retry_at,
-            at,
-        } => {
-            let detail = json!({
-                "payment_id": payment_id,
-                "attempt": attempt,
-                "error": error,
-                "retry_at": retry_at,
-            });
-            step(
-                tx,
-                order_id.as_uuid(),
-                StatusChange::Keep,
-                event_type,
+            PaymentEvent::PaymentIntentCreated { payment_id, .. } => {
+                self.payment_id.get_or_insert(payment_id.as_uuid());
+                None
+            }
+            PaymentEvent::PaymentAttemptFailed {
+                payment_id,
+                attempt,
+                error,
+                retry_at,
                 at,
-                detail,
-                RowChange::default(),
-            )
-            .await?;
-        }
-        PaymentEvent::PaymentCaptured {
-            order_id,
-            gateway_reference,
-            ..
-        } => {
+                ..
+            } => {
+                self.updated_at = *at;
+                self.timeline_length += 1;
+                Some((
+                    *at,
+                    json!({
+                        "payment_id": payment_id,
+                        "attempt": attempt,
+                        "error": error,
+                        "retry_at": retry_at,
+                    }),
+                ))
+            }
             // The payment's own record of the capture. It also covers a capture that arrived
             // after the order was cancelled, which the order itself never records.
-            sqlx::query("update sales.orders set payment_reference = $2 where order_id = $1")
-                .bind(order_id.as_uuid())
-                .bind(gateway_reference)
-                .execute(&mut *tx)
-                .await?;
+            PaymentEvent::PaymentCaptured {
+                gateway_reference, ..
+            } => {
+                self.payment_reference = Some(gateway_reference.clone());
+                None
+            }
+            PaymentEvent::PaymentFailed {
+                reason, message, ..
+            } => {
+                self.failure_reason = Some(reason.code().to_owned());
+                self.failure_message = Some(message.clone());
+                None
+            }
+            // Refunds are recorded from `OrderRefunded`, the order's own account of them.
+            PaymentEvent::PaymentRefunded { .. } => None,
         }
-        PaymentEvent::PaymentFailed {
-            order_id,
-            reason,
-            message,
-            ..
-        } => {
-            sqlx::query(
-                "update sales.orders set failure_reason = $2, failure_message = $3 where order_id = $1",
-            )
-            .bind(order_id.as_uuid())
-            .bind(reason.code())
-            .bind(message)
-            .execute(&mut *tx)
-            .await?;
-        }
-        // Refunds are recorded from `OrderRefunded`, the order's own account of them.
-        PaymentEvent::PaymentRefunded { .. } => {}
     }
-    Ok(())
+}
+
+/// What an order placed in this batch inserts besides its [`Progress`] columns.
+struct Placed {
+    customer_id: Uuid,
+    email: String,
+    currency: String,
+    total_minor: i64,
+    item_count: i32,
+    cart_id: Option<Uuid>,
+    has_digital: bool,
+    shipping_address: Option<Value>,
+    placed_at: DateTime<Utc>,
+    lines: Vec<OrderLine>,
+    /// Per line, the license attached in this batch.
+    licenses: Vec<Option<Uuid>>,
+}
+
+struct Entry {
+    /// Set when the order is placed in this batch (its row is inserted, not updated).
+    placed: Option<Placed>,
+    row: Progress,
+}
+
+/// A timeline step: the status after it and the row's length after it number it.
+struct Step<'a> {
+    order_id: Uuid,
+    seq: i32,
+    status: String,
+    event: &'a str,
+    at: DateTime<Utc>,
+    detail: Value,
+}
+
+/// A batch's rows as the batch leaves them, folded per order in log order. Applied one by one
+/// the events would write the same rows: an event for an order the model has not seen placed
+/// writes nothing, every step is numbered after the row's length and records its status.
+#[derive(Default)]
+struct Batch<'a> {
+    orders: Vec<Entry>,
+    index: HashMap<Uuid, usize>,
+    steps: Vec<Step<'a>>,
+    /// Licenses attached to lines of orders placed before this batch: (order, sku) → license.
+    licenses: Vec<(Uuid, String, Uuid)>,
+    license_index: HashMap<(Uuid, String), usize>,
+}
+
+impl<'a> Batch<'a> {
+    /// The orders whose stored rows the batch moves: those with an event before (or without)
+    /// their placing in the batch.
+    fn rows_to_read(events: &[(&RecordedEvent, Subject)]) -> Vec<Uuid> {
+        let mut placed = HashSet::new();
+        let mut read = Vec::new();
+        let mut seen = HashSet::new();
+        for (_, subject) in events {
+            let id = subject.order_id();
+            if let Subject::Order(OrderEvent::OrderPlaced { .. }) = subject {
+                placed.insert(id);
+            } else if !placed.contains(&id) && seen.insert(id) {
+                read.push(id);
+            }
+        }
+        read
+    }
+
+    async fn load(&mut self, tx: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+        let rows: Vec<Progress> = sqlx::query_as(&format!(
+            "select {PROGRESS_COLUMNS} from sales.orders where order_id = any($1)"
+        ))
+        .bind(ids)
+        .fetch_all(tx)
+        .await?;
+        for row in rows {
+            self.index.insert(row.order_id, self.orders.len());
+            self.orders.push(Entry { placed: None, row });
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, event_type: &'a str, subject: &Subject) -> Result<(), ProjectionError> {
+        let order_id = subject.order_id();
+        if let Subject::Order(e @ OrderEvent::OrderPlaced { .. }) = subject {
+            return self.place(order_id, event_type, e);
+        }
+        // An order this model never saw placed: nothing to write.
+        let Some(&i) = self.index.get(&order_id) else {
+            return Ok(());
+        };
+        let entry = &mut self.orders[i];
+        let (at, detail) = match subject {
+            Subject::Order(e) => {
+                if let OrderEvent::OrderLicenseAttached {
+                    sku, license_id, ..
+                } = e
+                {
+                    attach(
+                        entry,
+                        &mut self.licenses,
+                        &mut self.license_index,
+                        sku.as_str(),
+                        license_id.as_uuid(),
+                    );
+                }
+                (e.at(), entry.row.order_event(e))
+            }
+            Subject::Payment(e) => match entry.row.payment_event(e) {
+                Some(step) => step,
+                None => return Ok(()),
+            },
+        };
+        self.steps.push(Step {
+            order_id,
+            seq: entry.row.timeline_length,
+            status: entry.row.status.clone(),
+            event: event_type,
+            at,
+            detail,
+        });
+        Ok(())
+    }
+
+    fn place(
+        &mut self,
+        order_id: Uuid,
+        event_type: &'a str,
+        e: &OrderEvent,
+    ) -> Result<(), ProjectionError> {
+        let OrderEvent::OrderPlaced {
+            customer_id,
+            email,
+            lines,
+            total,
+            cart_id,
+            shipping_address,
+            at,
+            ..
+        } = e
+        else {
+            return Ok(());
+        };
+        if self.index.contains_key(&order_id) {
+            return Err(ProjectionError::Other(format!(
+                "order {order_id} is placed twice"
+            )));
+        }
+        let item_count: i64 = lines.iter().map(|l| i64::from(l.qty.get())).sum();
+        let shipping_address = shipping_address
+            .as_ref()
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| ProjectionError::Other(format!("shipping address: {e}")))?;
+        let has_physical = lines.iter().any(|l| !l.is_digital());
+        self.steps.push(Step {
+            order_id,
+            seq: 1,
+            status: OrderStatus::Pending.as_str().to_owned(),
+            event: event_type,
+            at: *at,
+            detail: json!({
+                "total_minor": total.minor,
+                "currency": total.currency.code(),
+                "item_count": item_count,
+            }),
+        });
+        self.index.insert(order_id, self.orders.len());
+        self.orders.push(Entry {
+            placed: Some(Placed {
+                customer_id: customer_id.as_uuid(),
+                email: email.as_str().to_owned(),
+                currency: total.currency.code().to_owned(),
+                total_minor: total.minor,
+                item_count: i32::try_from(item_count)
+                    .map_err(|_| ProjectionError::Other("item count out of range".into()))?,
+                cart_id: cart_id.map(|c| c.as_uuid()),
+                has_digital: lines.iter().any(OrderLine::is_digital),
+                shipping_address,
+                placed_at: *at,
+                lines: lines.clone(),
+                licenses: vec![None; lines.len()],
+            }),
+            row: Progress::placed(order_id, has_physical, *at),
+        });
+        Ok(())
+    }
+
+    /// One statement: the orders placed in the batch with their lines, the other orders'
+    /// new column values, licenses attached to lines already stored, and every timeline step.
+    /// Its parts run on one snapshot and touch different rows; the foreign keys of the new
+    /// lines and steps are checked at the end of the statement, when their orders exist.
+    async fn write(self, tx: &mut PgConnection) -> Result<(), ProjectionError> {
+        if self.steps.is_empty() && self.orders.is_empty() {
+            return Ok(());
+        }
+        fn col<T, U>(rows: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
+            rows.iter().map(f).collect()
+        }
+        let rows: Vec<&Progress> = self.orders.iter().map(|e| &e.row).collect();
+        let placed: Vec<(Uuid, &Placed)> = self
+            .orders
+            .iter()
+            .filter_map(|e| e.placed.as_ref().map(|p| (e.row.order_id, p)))
+            .collect();
+        let lines: Vec<(Uuid, i32, &OrderLine, Option<Uuid>)> = placed
+            .iter()
+            .flat_map(|(id, p)| {
+                p.lines
+                    .iter()
+                    .zip(&p.licenses)
+                    .enumerate()
+                    .map(move |(n, (l, lic))| (*id, n as i32 + 1, l, *lic))
+            })
+            .collect();
+        let (l, s, x) = (&lines, &self.steps, &self.licenses);
+        sqlx::query(&format!(
+            "with p as (
+                 select * from unnest($1::uuid[], $2::bool[], $3::text[], $4::uuid[], $5::text[],
+                     $6::bigint[], $7::timestamptz[], $8::text[], $9::text[], $10::text[],
+                     $11::text[], $12::timestamptz[], $13::bigint[], $14::text[], $15::text[],
+                     $16::timestamptz[], $17::timestamptz[], $18::timestamptz[],
+                     $19::timestamptz[], $20::timestamptz[], $21::int[])
+                     as p({PROGRESS_COLUMNS})),
+             placed as (
+                 insert into sales.orders
+                    (order_id, customer_id, email, currency, total_minor, item_count, line_count,
+                     cart_id, has_digital, shipping_address, placed_at, has_physical,
+                     {PROGRESS_COLUMNS_TAIL})
+                 select n.order_id, n.customer_id, n.email, n.currency, n.total_minor,
+                        n.item_count, n.line_count, n.cart_id, n.has_digital,
+                        n.shipping_address, n.placed_at, p.has_physical, {PROGRESS_TAIL_FROM_P}
+                 from unnest($22::uuid[], $23::uuid[], $24::text[], $25::text[], $26::bigint[],
+                             $27::int[], $28::int[], $29::uuid[], $30::bool[], $31::jsonb[],
+                             $32::timestamptz[])
+                      as n(order_id, customer_id, email, currency, total_minor, item_count,
+                           line_count, cart_id, has_digital, shipping_address, placed_at)
+                 join p using (order_id)),
+             moved as (
+                 update sales.orders o set {PROGRESS_SET_FROM_P}
+                 from p where o.order_id = p.order_id),
+             lines as (
+                 insert into sales.order_lines
+                    (order_id, line_no, sku, name, kind, qty, unit_price_minor,
+                     line_total_minor, currency, license_id)
+                 select * from unnest($33::uuid[], $34::int[], $35::text[], $36::text[],
+                                      $37::text[], $38::int[], $39::bigint[], $40::bigint[],
+                                      $41::text[], $42::uuid[])),
+             licensed as (
+                 update sales.order_lines ol set license_id = x.license_id
+                 from unnest($43::uuid[], $44::text[], $45::uuid[]) as x(order_id, sku, license_id)
+                 where ol.order_id = x.order_id and ol.sku = x.sku and ol.kind = 'digital')
+             insert into sales.order_timeline (order_id, seq, status, event, at, detail)
+             select * from unnest($46::uuid[], $47::int[], $48::text[], $49::text[],
+                                  $50::timestamptz[], $51::jsonb[])",
+            PROGRESS_COLUMNS_TAIL = progress_tail(""),
+            PROGRESS_TAIL_FROM_P = progress_tail("p."),
+            PROGRESS_SET_FROM_P = progress_tail("")
+                .split(", ")
+                .map(|c| format!("{c} = p.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ))
+        .bind(col(&rows, |r| r.order_id))
+        .bind(col(&rows, |r| r.has_physical))
+        .bind(col(&rows, |r| r.status.clone()))
+        .bind(col(&rows, |r| r.payment_id))
+        .bind(col(&rows, |r| r.payment_reference.clone()))
+        .bind(col(&rows, |r| r.captured_minor))
+        .bind(col(&rows, |r| r.paid_at))
+        .bind(col(&rows, |r| r.failure_reason.clone()))
+        .bind(col(&rows, |r| r.failure_message.clone()))
+        .bind(col(&rows, |r| r.cancel_reason.clone()))
+        .bind(col(&rows, |r| r.cancelled_by.clone()))
+        .bind(col(&rows, |r| r.cancelled_at))
+        .bind(col(&rows, |r| r.refunded_minor))
+        .bind(col(&rows, |r| r.tracking_number.clone()))
+        .bind(col(&rows, |r| r.carrier.clone()))
+        .bind(col(&rows, |r| r.estimated_delivery))
+        .bind(col(&rows, |r| r.shipped_at))
+        .bind(col(&rows, |r| r.delivered_at))
+        .bind(col(&rows, |r| r.fulfilled_at))
+        .bind(col(&rows, |r| r.updated_at))
+        .bind(col(&rows, |r| r.timeline_length))
+        .bind(col(&placed, |(id, _)| *id))
+        .bind(col(&placed, |(_, p)| p.customer_id))
+        .bind(col(&placed, |(_, p)| p.email.clone()))
+        .bind(col(&placed, |(_, p)| p.currency.clone()))
+        .bind(col(&placed, |(_, p)| p.total_minor))
+        .bind(col(&placed, |(_, p)| p.item_count))
+        .bind(col(&placed, |(_, p)| p.lines.len() as i32))
+        .bind(col(&placed, |(_, p)| p.cart_id))
+        .bind(col(&placed, |(_, p)| p.has_digital))
+        .bind(col(&placed, |(_, p)| p.shipping_address.clone()))
+        .bind(col(&placed, |(_, p)| p.placed_at))
+        .bind(col(l, |(id, ..)| *id))
+        .bind(col(l, |(_, n, ..)| *n))
+        .bind(col(l, |(_, _, line, _)| line.sku.as_str().to_owned()))
+        .bind(col(l, |(_, _, line, _)| line.name.clone()))
+        .bind(col(l, |(_, _, line, _)| line_kind(line)))
+        .bind(col(l, |(_, _, line, _)| line.qty.get() as i32))
+        .bind(col(l, |(_, _, line, _)| line.unit_price.minor))
+        .bind(col(l, |(_, _, line, _)| line.line_total.minor))
+        .bind(col(l, |(_, _, line, _)| line.unit_price.currency.code()))
+        .bind(col(l, |(.., lic)| *lic))
+        .bind(col(x, |(id, ..)| *id))
+        .bind(col(x, |(_, sku, _)| sku.clone()))
+        .bind(col(x, |(.., lic)| *lic))
+        .bind(col(s, |st| st.order_id))
+        .bind(col(s, |st| st.seq))
+        .bind(col(s, |st| st.status.clone()))
+        .bind(col(s, |st| st.event))
+        .bind(col(s, |st| st.at))
+        .bind(col(s, |st| st.detail.clone()))
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The [`PROGRESS_COLUMNS`] an update sets (all but the key and `has_physical`, which never
+/// change), each with `prefix`.
+fn progress_tail(prefix: &str) -> String {
+    PROGRESS_COLUMNS
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !matches!(*c, "order_id" | "has_physical"))
+        .map(|c| format!("{prefix}{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `OrderLicenseAttached`: the license goes on the order's digital lines of that SKU, in the
+/// insert when the order was placed in this batch, else by an update (the batch's last
+/// license per order and SKU).
+fn attach(
+    entry: &mut Entry,
+    stored: &mut Vec<(Uuid, String, Uuid)>,
+    stored_index: &mut HashMap<(Uuid, String), usize>,
+    sku: &str,
+    license_id: Uuid,
+) {
+    match &mut entry.placed {
+        Some(p) => {
+            for (line, lic) in p.lines.iter().zip(p.licenses.iter_mut()) {
+                if line.sku.as_str() == sku && line.is_digital() {
+                    *lic = Some(license_id);
+                }
+            }
+        }
+        None => {
+            let key = (entry.row.order_id, sku.to_owned());
+            match stored_index.get(&key) {
+                Some(&i) => stored[i].2 = license_id,
+                None => {
+                    stored_index.insert(key.clone(), stored.len());
+                    stored.push((key.0, key.1, license_id));
+                }
+            }
+        }
+    }
 }
