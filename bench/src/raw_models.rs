@@ -14,8 +14,6 @@ use purser_domain::inventory::{AdjustmentReason, InventoryEvent, ReleaseReason};
 use purser_domain::order::{CancelledBy, OrderEvent, OrderLine};
 use purser_domain::payment::PaymentEvent;
 use purser_domain::product::{ProductEvent, ProductKind};
-// Parameter plumbing only (seven arrays from an order's lines); the statements are this file's.
-use purser_projections::orders::bind_lines;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -59,7 +57,7 @@ impl Model {
                 page.sales.payment(event_type, e);
                 Ok(())
             }
-            (Model::Analytics, AnyEvent::Order(e)) => analytics_order(tx, page, e).await,
+            (Model::Analytics, AnyEvent::Order(e)) => analytics_order(page, e),
             (Model::Analytics, AnyEvent::Payment(e)) => analytics_payment(page, event_id, e),
             (Model::Analytics, AnyEvent::Inventory(e)) => analytics_inventory(page, event_id, e),
             (_, other) => bail!(
@@ -129,6 +127,8 @@ pub(crate) struct Page {
     payments: Vec<PaymentRow>,
     /// The first intent's amount and currency per payment seen in the page.
     intents: HashMap<Uuid, (i64, String)>,
+    /// Orders placed in the page (analytics): inserted with their lines in one statement.
+    placed: Vec<OrderEvent>,
     /// Order fact rows' changes, folded per order.
     orders: Vec<FactOrderUpdate>,
     order_index: HashMap<Uuid, usize>,
@@ -184,6 +184,9 @@ impl Page {
     /// The page's batched writes, one statement each.
     pub(crate) async fn finish(self, tx: &mut PgConnection) -> anyhow::Result<()> {
         self.sales.finish(&mut *tx).await?;
+        if !self.placed.is_empty() {
+            insert_fact_orders(&mut *tx, &self.placed).await?;
+        }
         if !self.orders.is_empty() {
             let o = &self.orders;
             let col = |f: fn(&FactOrderUpdate) -> Option<DateTime<Utc>>| {
@@ -416,24 +419,109 @@ fn catalog_stock(page: &mut Page, e: &InventoryEvent) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The analytics fact rows of an order's lines.
-async fn insert_fact_lines(
-    tx: &mut PgConnection,
-    order_id: Uuid,
-    lines: &[OrderLine],
-    placed_at: &DateTime<Utc>,
-) -> anyhow::Result<()> {
-    let q = sqlx::query(
-        "insert into analytics.fact_order_lines
+/// The analytics fact rows of the orders placed in a page and of their lines.
+async fn insert_fact_orders(tx: &mut PgConnection, placed: &[OrderEvent]) -> anyhow::Result<()> {
+    let mut o = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let mut l = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for e in placed {
+        let OrderEvent::OrderPlaced {
+            order_id,
+            customer_id,
+            lines,
+            total,
+            cart_id,
+            at,
+            ..
+        } = e
+        else {
+            continue;
+        };
+        o.0.push(order_id.as_uuid());
+        o.1.push(customer_id.as_uuid());
+        o.2.push(cart_id.map(|c| c.as_uuid()));
+        o.3.push(total.currency.code());
+        o.4.push(total.minor);
+        o.5.push(lines.iter().map(|x| i64::from(x.qty.get())).sum::<i64>());
+        o.6.push(lines.len() as i32);
+        o.7.push(lines.iter().any(OrderLine::is_digital));
+        o.8.push(lines.iter().any(|x| !x.is_digital()));
+        o.9.push(*at);
+        for (n, x) in lines.iter().enumerate() {
+            l.0.push(order_id.as_uuid());
+            l.1.push(n as i32 + 1);
+            l.2.push(x.sku.as_str());
+            l.3.push(x.name.as_str());
+            l.4.push(if x.is_digital() { "digital" } else { "physical" });
+            l.5.push(x.qty.get() as i32);
+            l.6.push(x.unit_price.minor);
+            l.7.push(x.line_total.minor);
+            l.8.push(x.unit_price.currency.code());
+            l.9.push(*at);
+        }
+    }
+    sqlx::query(
+        "with o as (
+             insert into analytics.fact_orders
+                (order_id, customer_id, cart_id, currency, total_minor, item_count, line_count,
+                 has_digital, has_physical, status, placed_at, updated_at)
+             select o.order_id, o.customer_id, o.cart_id, o.currency, o.total_minor,
+                    o.item_count, o.line_count, o.has_digital, o.has_physical, 'PENDING',
+                    o.placed_at, o.placed_at
+             from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[],
+                         $6::bigint[], $7::int[], $8::bool[], $9::bool[], $10::timestamptz[])
+                  as o(order_id, customer_id, cart_id, currency, total_minor, item_count,
+                       line_count, has_digital, has_physical, placed_at))
+         insert into analytics.fact_order_lines
             (order_id, line_no, sku, name, kind, qty, unit_price_minor, line_total_minor,
              currency, placed_at)
-         select $1, t.ord, t.sku, t.name, t.kind, t.qty, t.unit, t.total, t.currency, $9
-         from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[],
-                     $8::text[])
-              with ordinality as t(sku, name, kind, qty, unit, total, currency, ord)",
+         select * from unnest($11::uuid[], $12::int[], $13::text[], $14::text[], $15::text[],
+                              $16::int[], $17::bigint[], $18::bigint[], $19::text[],
+                              $20::timestamptz[])",
     )
-    .bind(order_id);
-    bind_lines(q, lines).bind(placed_at).execute(tx).await?;
+    .bind(o.0)
+    .bind(o.1)
+    .bind(o.2)
+    .bind(o.3)
+    .bind(o.4)
+    .bind(o.5)
+    .bind(o.6)
+    .bind(o.7)
+    .bind(o.8)
+    .bind(o.9)
+    .bind(l.0)
+    .bind(l.1)
+    .bind(l.2)
+    .bind(l.3)
+    .bind(l.4)
+    .bind(l.5)
+    .bind(l.6)
+    .bind(l.7)
+    .bind(l.8)
+    .bind(l.9)
+    .execute(tx)
+    .await?;
     Ok(())
 }
 
@@ -445,41 +533,10 @@ fn cancelled_by(by: &CancelledBy) -> &'static str {
     }
 }
 
-async fn analytics_order(
-    tx: &mut PgConnection,
-    page: &mut Page,
-    e: &OrderEvent,
-) -> anyhow::Result<()> {
-    if let OrderEvent::OrderPlaced {
-        order_id,
-        customer_id,
-        lines,
-        total,
-        cart_id,
-        at,
-        ..
-    } = e
-    {
-        let item_count: i64 = lines.iter().map(|l| i64::from(l.qty.get())).sum();
-        sqlx::query(
-            "insert into analytics.fact_orders
-                (order_id, customer_id, cart_id, currency, total_minor, item_count,
-                 line_count, has_digital, has_physical, status, placed_at, updated_at)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'PENDING', $10, $10)",
-        )
-        .bind(order_id.as_uuid())
-        .bind(customer_id.as_uuid())
-        .bind(cart_id.map(|c| c.as_uuid()))
-        .bind(total.currency.code())
-        .bind(total.minor)
-        .bind(item_count)
-        .bind(lines.len() as i32)
-        .bind(lines.iter().any(OrderLine::is_digital))
-        .bind(lines.iter().any(|l| !l.is_digital()))
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        return insert_fact_lines(tx, order_id.as_uuid(), lines, at).await;
+fn analytics_order(page: &mut Page, e: &OrderEvent) -> anyhow::Result<()> {
+    if let OrderEvent::OrderPlaced { .. } = e {
+        page.placed.push(e.clone());
+        return Ok(());
     }
     // Every later order event folds into the page's update of the order's fact row (as the
     // projection does): the last status, each milestone's first time, the last reason.

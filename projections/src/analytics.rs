@@ -22,7 +22,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::carts::cart_event_at;
-use crate::orders::{StatusChange, bind_lines, cancelled_by, status_change};
+use crate::orders::{StatusChange, cancelled_by, status_change};
 use crate::{Projection, ProjectionError, decode};
 
 pub struct AnalyticsProjection;
@@ -59,9 +59,11 @@ impl Projection for AnalyticsProjection {
         self.apply_batch(tx, &[event]).await
     }
 
-    /// Placed orders and cart events one by one; the batch's other order events folded per
-    /// order into one `fact_orders` update, and its payment facts and inventory movements
-    /// inserted, one statement each, after them (no other write reads those tables).
+    /// Cart events one by one; then the batch's placed orders inserted with their lines in
+    /// one statement, its other order events folded per order into one `fact_orders` update
+    /// (after the inserts, as they come after the placing in the log), and its payment facts
+    /// and inventory movements inserted, one statement each (no other write reads those
+    /// tables).
     async fn apply_batch(
         &self,
         tx: &mut PgConnection,
@@ -70,12 +72,13 @@ impl Projection for AnalyticsProjection {
         let mut movements = Movements::default();
         let mut payments = Payments::default();
         let mut orders = OrderUpdates::default();
+        let mut placed = Placements::default();
         for event in events {
             let span = crate::project_span(Self::NAME, event);
             let at = |err| crate::failed_at(Self::NAME, event, err);
             match decode(event).map_err(at)? {
                 AnyEvent::Order(e @ OrderEvent::OrderPlaced { .. }) => {
-                    place_order(tx, &e).instrument(span).await.map_err(at)?
+                    span.in_scope(|| placed.add(e))
                 }
                 AnyEvent::Order(e) => span.in_scope(|| orders.add(&e)),
                 AnyEvent::Payment(e) => span.in_scope(|| payments.add(event.id, e)),
@@ -88,6 +91,7 @@ impl Projection for AnalyticsProjection {
             }
         }
         let written = async {
+            placed.write(tx).await?;
             orders.write(tx).await?;
             payments.write(tx).await?;
             movements.write(tx).await
@@ -97,42 +101,111 @@ impl Projection for AnalyticsProjection {
     }
 }
 
-/// `OrderPlaced` inserts the order's fact row and its lines at once; every later order event
-/// is folded into the batch's [`OrderUpdates`].
-async fn place_order(tx: &mut PgConnection, e: &OrderEvent) -> Result<(), ProjectionError> {
-    let order_id = e.order_id().as_uuid();
-    let at = e.at();
-    match e {
-        OrderEvent::OrderPlaced {
-            customer_id,
-            lines,
-            total,
-            cart_id,
-            ..
-        } => {
-            let item_count: i64 = lines.iter().map(|l| i64::from(l.qty.get())).sum();
-            sqlx::query(
-                "insert into analytics.fact_orders
+/// The orders placed in a batch: their fact rows (status PENDING) and line facts, inserted
+/// in one statement.
+#[derive(Default)]
+struct Placements {
+    orders: Vec<OrderEvent>,
+}
+
+impl Placements {
+    fn add(&mut self, e: OrderEvent) {
+        self.orders.push(e);
+    }
+
+    async fn write(self, tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if self.orders.is_empty() {
+            return Ok(());
+        }
+        struct Fact<'a> {
+            order_id: Uuid,
+            customer_id: Uuid,
+            cart_id: Option<Uuid>,
+            total: &'a purser_domain::Money,
+            lines: &'a [OrderLine],
+            at: DateTime<Utc>,
+        }
+        let facts: Vec<Fact<'_>> = self
+            .orders
+            .iter()
+            .filter_map(|e| match e {
+                OrderEvent::OrderPlaced {
+                    order_id,
+                    customer_id,
+                    lines,
+                    total,
+                    cart_id,
+                    at,
+                    ..
+                } => Some(Fact {
+                    order_id: order_id.as_uuid(),
+                    customer_id: customer_id.as_uuid(),
+                    cart_id: cart_id.map(|c| c.as_uuid()),
+                    total,
+                    lines,
+                    at: *at,
+                }),
+                _ => None,
+            })
+            .collect();
+        let lines: Vec<(&Fact<'_>, i32, &OrderLine)> = facts
+            .iter()
+            .flat_map(|f| {
+                f.lines
+                    .iter()
+                    .enumerate()
+                    .map(move |(n, l)| (f, n as i32 + 1, l))
+            })
+            .collect();
+        fn col<T, U>(rows: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
+            rows.iter().map(f).collect()
+        }
+        let (f, l) = (&facts, &lines);
+        sqlx::query(
+            "with o as (
+                 insert into analytics.fact_orders
                     (order_id, customer_id, cart_id, currency, total_minor, item_count,
                      line_count, has_digital, has_physical, status, placed_at, updated_at)
-                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'PENDING', $10, $10)",
-            )
-            .bind(order_id)
-            .bind(customer_id.as_uuid())
-            .bind(cart_id.map(|c| c.as_uuid()))
-            .bind(total.currency.code())
-            .bind(total.minor)
-            .bind(item_count)
-            .bind(lines.len() as i32)
-            .bind(lines.iter().any(OrderLine::is_digital))
-            .bind(lines.iter().any(|l| !l.is_digital()))
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            insert_lines(tx, order_id, lines, at).await?;
-            Ok(())
-        }
-        _ => Ok(()),
+                 select o.order_id, o.customer_id, o.cart_id, o.currency, o.total_minor,
+                        o.item_count, o.line_count, o.has_digital, o.has_physical, 'PENDING',
+                        o.placed_at, o.placed_at
+                 from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[],
+                             $6::bigint[], $7::int[], $8::bool[], $9::bool[],
+                             $10::timestamptz[])
+                      as o(order_id, customer_id, cart_id, currency, total_minor, item_count,
+                           line_count, has_digital, has_physical, placed_at))
+             insert into analytics.fact_order_lines
+                (order_id, line_no, sku, name, kind, qty, unit_price_minor, line_total_minor,
+                 currency, placed_at)
+             select * from unnest($11::uuid[], $12::int[], $13::text[], $14::text[],
+                                  $15::text[], $16::int[], $17::bigint[], $18::bigint[],
+                                  $19::text[], $20::timestamptz[])",
+        )
+        .bind(col(f, |o| o.order_id))
+        .bind(col(f, |o| o.customer_id))
+        .bind(col(f, |o| o.cart_id))
+        .bind(col(f, |o| o.total.currency.code()))
+        .bind(col(f, |o| o.total.minor))
+        .bind(col(f, |o| {
+            o.lines.iter().map(|l| i64::from(l.qty.get())).sum::<i64>()
+        }))
+        .bind(col(f, |o| o.lines.len() as i32))
+        .bind(col(f, |o| o.lines.iter().any(OrderLine::is_digital)))
+        .bind(col(f, |o| o.lines.iter().any(|l| !l.is_digital())))
+        .bind(col(f, |o| o.at))
+        .bind(col(l, |(o, ..)| o.order_id))
+        .bind(col(l, |(_, n, _)| *n))
+        .bind(col(l, |(.., x)| x.sku.as_str()))
+        .bind(col(l, |(.., x)| x.name.as_str()))
+        .bind(col(l, |(.., x)| crate::orders::line_kind(x)))
+        .bind(col(l, |(.., x)| x.qty.get() as i32))
+        .bind(col(l, |(.., x)| x.unit_price.minor))
+        .bind(col(l, |(.., x)| x.line_total.minor))
+        .bind(col(l, |(.., x)| x.unit_price.currency.code()))
+        .bind(col(l, |(o, ..)| o.at))
+        .execute(tx)
+        .await?;
+        Ok(())
     }
 }
 
@@ -315,26 +388,6 @@ impl OrderUpdates {
         .await?;
         Ok(())
     }
-}
-
-async fn insert_lines(
-    tx: &mut PgConnection,
-    order_id: Uuid,
-    lines: &[OrderLine],
-    placed_at: chrono::DateTime<chrono::Utc>,
-) -> Result<(), sqlx::Error> {
-    let q = sqlx::query(
-        "insert into analytics.fact_order_lines
-            (order_id, line_no, sku, name, kind, qty, unit_price_minor, line_total_minor,
-             currency, placed_at)
-         select $1, t.ord, t.sku, t.name, t.kind, t.qty, t.unit, t.total, t.currency, $9
-         from unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[],
-                     $8::text[])
-              with ordinality as t(sku, name, kind, qty, unit, total, currency, ord)",
-    )
-    .bind(order_id);
-    bind_lines(q, lines).bind(placed_at).execute(tx).await?;
-    Ok(())
 }
 
 /// One payment fact. `amount` None means "the amount of the payment's intent".

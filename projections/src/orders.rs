@@ -67,26 +67,6 @@ pub(crate) fn cancelled_by(by: CancelledBy) -> &'static str {
     }
 }
 
-/// Binds an order's lines as the seven arrays (sku, name, kind, qty, unit price, line total,
-/// currency) that `unnest(…) with ordinality` turns into line rows, numbered from 1.
-pub fn bind_lines<'q>(
-    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    lines: &'q [OrderLine],
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    q.bind(lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>())
-        .bind(lines.iter().map(|l| l.name.as_str()).collect::<Vec<_>>())
-        .bind(lines.iter().map(line_kind).collect::<Vec<_>>())
-        .bind(lines.iter().map(|l| l.qty.get() as i32).collect::<Vec<_>>())
-        .bind(lines.iter().map(|l| l.unit_price.minor).collect::<Vec<_>>())
-        .bind(lines.iter().map(|l| l.line_total.minor).collect::<Vec<_>>())
-        .bind(
-            lines
-                .iter()
-                .map(|l| l.unit_price.currency.code())
-                .collect::<Vec<_>>(),
-        )
-}
-
 pub(crate) fn line_kind(line: &OrderLine) -> &'static str {
     if line.is_digital() {
         "digital"
