@@ -473,7 +473,11 @@ async fn insert_fact_orders(tx: &mut PgConnection, placed: &[OrderEvent]) -> any
             l.1.push(n as i32 + 1);
             l.2.push(x.sku.as_str());
             l.3.push(x.name.as_str());
-            l.4.push(if x.is_digital() { "digital" } else { "physical" });
+            l.4.push(if x.is_digital() {
+                "digital"
+            } else {
+                "physical"
+            });
             l.5.push(x.qty.get() as i32);
             l.6.push(x.unit_price.minor);
             l.7.push(x.line_total.minor);

@@ -781,15 +781,17 @@ impl PgEventStore {
                 // Progress: a held-back horizon is moving, so look again soon.
                 held_backoff = Duration::from_millis(2);
             }
-            for event in page.events {
-                position = event.position;
-                if tx
-                    .send(Ok(SubscriptionItem::Event(Box::new(event))))
-                    .await
-                    .is_err()
-                {
+            // The page goes into the channel at once (one wait for room, not one per event),
+            // so a consumer that wakes on its first event finds the rest of the page there.
+            if let Some(last) = page.events.last() {
+                let last = last.position;
+                let Ok(permits) = tx.reserve_many(page.events.len()).await else {
                     return;
+                };
+                for (permit, event) in permits.zip(page.events) {
+                    permit.send(Ok(SubscriptionItem::Event(Box::new(event))));
                 }
+                position = last;
             }
             if full {
                 continue;

@@ -257,8 +257,12 @@ impl Projector {
             let mut batch = vec![first];
             let mut drained = false;
             let batch_max = if *careful > 0 { 1 } else { self.opts.batch_max };
+            // Unconstrained: tokio's cooperative budget would otherwise report the channel
+            // empty after about 128 receives in one go, cutting a catch-up's batches to a
+            // quarter of `batch_max` (four times the transactions and statements). The loop is
+            // bounded by `batch_max` and never waits.
             while batch.len() < batch_max {
-                match sub.next().now_or_never() {
+                match tokio::task::unconstrained(sub.next()).now_or_never() {
                     Some(Some(item)) => batch.push(item?),
                     _ => {
                         drained = true;
