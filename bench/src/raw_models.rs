@@ -1,6 +1,7 @@
 //! Row 4's baseline: the catalog, order and analytics read-model rows written by hand, with
 //! the same statements the projections issue (`projections/src/{catalog,orders,analytics}.rs`),
-//! for the events the generator makes. No projector runtime: no subscription, no visibility
+//! for the events the generator makes (the order model's fold is in `raw_orders.rs`). No
+//! projector runtime: no subscription, no visibility
 //! horizon, no claim, no checkpoint, no trait objects. After a run the bench compares every
 //! table's checksum with the projections' own result, so "the same rows" is checked, not
 //! assumed.

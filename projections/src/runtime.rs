@@ -27,8 +27,11 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoints::{self, Checkpoints, Mark};
 use crate::{Projection, ProjectionError};
 
-/// The most events a lag measurement counts ("at least this many behind").
-const LAG_COUNT_CAP: u64 = 100_000;
+/// The most events a lag measurement counts ("at least this many behind"). Counting is a scan
+/// of the backlog: at 100,000 it took ~0.6 s per projection and status tick during a 1M-event
+/// catch-up, a third of the database's time in that rebuild; 10,000 still tells an operator
+/// "far behind", and `lag_seconds` (the oldest unapplied event) stays exact.
+const LAG_COUNT_CAP: u64 = 10_000;
 
 /// Batches at least this big (a projection catching up) start by dropping the connection's
 /// cached query plans.
