@@ -91,7 +91,7 @@ enum Action {
     /// Benchmark against raw SQL and cqrs-es on fresh databases (created on the server of
     /// DATABASE_URL, dropped after) and print the table.
     Bench {
-        /// The big sizes (a 1M-event log; about 10 minutes on 2 vCPU) instead of the quick ones.
+        /// The big sizes (a 1M-event log; about 5 minutes on 2 vCPU) instead of the quick ones.
         #[arg(long)]
         full: bool,
         /// Also write the rows as JSON to FILE.
