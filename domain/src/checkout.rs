@@ -436,21 +436,7 @@ pub fn order_of(event: &AnyEvent) -> Option<OrderId> {
     use InventoryEvent as I;
     use PaymentEvent as P;
     match event {
-        AnyEvent::Order(e) => Some(match e {
-            OrderEvent::OrderPlaced { order_id, .. }
-            | OrderEvent::OrderPaymentStarted { order_id, .. }
-            | OrderEvent::OrderPaid { order_id, .. }
-            | OrderEvent::OrderPaymentFailed { order_id, .. }
-            | OrderEvent::OrderInventoryUnavailable { order_id, .. }
-            | OrderEvent::OrderConfirmed { order_id, .. }
-            | OrderEvent::OrderLicenseAttached { order_id, .. }
-            | OrderEvent::OrderFulfilled { order_id, .. }
-            | OrderEvent::OrderProcessingStarted { order_id, .. }
-            | OrderEvent::OrderShipped { order_id, .. }
-            | OrderEvent::OrderDelivered { order_id, .. }
-            | OrderEvent::OrderCancelled { order_id, .. }
-            | OrderEvent::OrderRefunded { order_id, .. } => *order_id,
-        }),
+        AnyEvent::Order(e) => Some(e.order_id()),
         AnyEvent::Inventory(
             I::StockReserved { order_id, .. }
             | I::ReservationRejected { order_id, .. }

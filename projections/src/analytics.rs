@@ -157,9 +157,7 @@ impl Placements {
                     .map(move |(n, l)| (f, n as i32 + 1, l))
             })
             .collect();
-        fn col<T, U>(rows: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
-            rows.iter().map(f).collect()
-        }
+        use crate::column as col;
         let (f, l) = (&facts, &lines);
         sqlx::query(
             "with o as (
@@ -331,9 +329,7 @@ impl OrderUpdates {
         }
         let r = &self.rows;
         // One array per column, for `unnest`.
-        fn col<T>(r: &[OrderUpdate], f: impl Fn(&OrderUpdate) -> T) -> Vec<T> {
-            r.iter().map(f).collect()
-        }
+        use crate::column as col;
         sqlx::query(
             "update analytics.fact_orders f
              set status = case when u.fulfil and not f.has_physical then 'FULFILLED'

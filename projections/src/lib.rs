@@ -80,6 +80,11 @@ pub fn project_span(projection: &str, e: &RecordedEvent) -> tracing::Span {
     )
 }
 
+/// One column of rows, as the array a statement binds for `unnest(…)`.
+pub(crate) fn column<'a, T, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(f).collect()
+}
+
 /// A projection's error, located at the event it failed on.
 pub fn failed_at(projection: &str, e: &RecordedEvent, err: ProjectionError) -> ProjectionError {
     ProjectionError::Other(format!(
