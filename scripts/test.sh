@@ -10,7 +10,7 @@ ensure_postgres
 say "cargo fmt --check"
 cargo fmt --all --check
 say "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 say "cargo test"
 # Three tests at a time per test binary: each test runs whole Purser processes (pools, projection
 # claims), and four heavy tests side by side came within a few connections of Postgres's default

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use purser_api_core::ReadContext;
 use purser_command_api::CommandBus;
 use purser_event_store::{EventStore, KurrentEventStore, PgEventStore};
 use purser_projections::{Checkpoints, Projection, Projector};
-use purser_query_api::ReadContext;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tokio::task::JoinHandle;
@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, StoreKind};
 use crate::http::{HttpState, router};
 use crate::schema::{self, PurserSchema};
+use purser_api_core::auth::Tokens;
 use purser_command_api::actions::{ActionExecutor, RetryPolicy};
 use purser_command_api::deadlines::{DeadlineProjection, DeadlineWorker};
 use purser_command_api::gateway::PaymentGateway;
@@ -33,7 +34,6 @@ use purser_command_api::notifications::{NotificationQueueProjection, Notificatio
 use purser_command_api::outbox::{Dispatcher, DispatcherOptions};
 use purser_command_api::process::CheckoutProcess;
 use purser_domain::checkout::CheckoutConfig;
-use purser_query_api::auth::Tokens;
 
 /// What a process runs besides HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +70,7 @@ pub struct Services {
     pub gateway: Arc<dyn PaymentGateway>,
     pub tokens: Tokens,
     /// Operational trace events (seed 003), written in the background.
-    pub trace: Option<purser_query_api::trace::TraceLog>,
+    pub trace: Option<purser_command_api::trace::TraceLog>,
 }
 
 /// Every projection this build has.
@@ -112,8 +112,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
     .await?;
     let read_pool = match config.pg_read_options() {
         Some(opts) => {
-            let shown =
-                crate::config::redact_url(config.database_read_url.as_ref().expect("set").expose());
+            let shown = purser_api_core::config::redact_url(
+                config.database_read_url.as_ref().expect("set").expose(),
+            );
             connect_pool(opts, config.db_pool_size, "read replica", &shown).await?
         }
         None => pool.clone(),
@@ -125,7 +126,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
             k.check(Duration::from_secs(5)).await.map_err(|e| {
                 anyhow!(
                     "cannot reach KurrentDB at {}: {e}",
-                    crate::config::redact_url(config.kurrentdb_url.expose())
+                    purser_api_core::config::redact_url(config.kurrentdb_url.expose())
                 )
             })?;
             Arc::new(k)
@@ -147,24 +148,6 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
         tokens,
         trace: None,
     })
-}
-
-/// True when every migration this build knows is applied.
-pub async fn migrations_applied(pool: &PgPool) -> anyhow::Result<bool> {
-    let table: Option<String> =
-        sqlx::query_scalar("select to_regclass('public._sqlx_migrations')::text")
-            .fetch_one(pool)
-            .await?;
-    if table.is_none() {
-        return Ok(false);
-    }
-    let applied: Vec<i64> =
-        sqlx::query_scalar("select version from _sqlx_migrations where success")
-            .fetch_all(pool)
-            .await?;
-    Ok(purser_migrations::MIGRATOR
-        .iter()
-        .all(|m| applied.contains(&m.version)))
 }
 
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
@@ -291,10 +274,10 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
     // Metrics and trace events belong to the process: install the recorder before anything
     // records, and start the trace writer.
     crate::observability::prometheus();
-    services.trace = Some(purser_query_api::trace::TraceLog::start(
+    services.trace = Some(purser_command_api::trace::TraceLog::start(
         services.pool.clone(),
     ));
-    if !migrations_applied(&services.pool).await? {
+    if !purser_migrations::applied(&services.pool).await? {
         return Err(anyhow!(
             "the database at {} is not migrated to this version; run `purser migrate` first",
             config.database_display()

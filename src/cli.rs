@@ -318,14 +318,7 @@ async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Action::Bench { full, json, only } => purser_bench::run(purser_bench::Options::from_cli(
-            config.database_url.expose(),
-            full,
-            json,
-            only,
-        ))
-        .await
-        .map(|_| ()),
+        Action::Bench { full, json, only } => bench(&config, full, json, only).await,
         Action::Status => {
             let services = app::connect(&config).await?;
             let rows = services.checkpoints.all().await?;
@@ -347,6 +340,34 @@ async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `purser bench`, when this binary was built with the `bench` feature.
+#[cfg(feature = "bench")]
+async fn bench(
+    config: &Config,
+    full: bool,
+    json: Option<std::path::PathBuf>,
+    only: Vec<u8>,
+) -> anyhow::Result<()> {
+    let options = purser_bench::Options::from_cli(config.database_url.expose(), full, json, only);
+    purser_bench::run(options).await.map(|_| ())
+}
+
+#[cfg(not(feature = "bench"))]
+async fn bench(
+    _: &Config,
+    _: bool,
+    _: Option<std::path::PathBuf>,
+    _: Vec<u8>,
+) -> anyhow::Result<()> {
+    Err(ExitWith {
+        code: 2,
+        message: "this build of purser has no benchmarks; build it with \
+                  `cargo build --release --features bench`"
+            .into(),
+    }
+    .into())
 }
 
 fn license(action: LicenseAction, config: &Config) -> anyhow::Result<()> {

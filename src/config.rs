@@ -7,6 +7,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use purser_api_core::config::http_base_url;
+use purser_api_core::config::{ConfigError, Secret, redact_url};
 use sqlx::postgres::PgConnectOptions;
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://purser:purser@127.0.0.1:5432/purser";
@@ -25,25 +27,6 @@ impl fmt::Display for StoreKind {
             StoreKind::Postgres => "postgres",
             StoreKind::KurrentDb => "kurrentdb",
         })
-    }
-}
-
-/// A string that must not be printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
     }
 }
 
@@ -87,10 +70,6 @@ pub struct Config {
     pub outbox_lease: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
-
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -107,7 +86,8 @@ impl Config {
             "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         ] {
             if let Some(url) = get(var).filter(|s| !s.trim().is_empty()) {
-                check_otlp_url(var, &url)?;
+                // The exporter would fall back to localhost silently on anything else.
+                http_base_url(var, &url, "http://otel-collector:4318")?;
                 otlp_endpoint = true;
             }
         }
@@ -258,23 +238,6 @@ impl Config {
     }
 }
 
-/// An OTLP/HTTP endpoint must be an absolute http(s) URL; the exporter would otherwise fall back
-/// to localhost silently.
-fn check_otlp_url(var: &str, url: &str) -> Result<(), ConfigError> {
-    let parsed = url.trim().parse::<axum::http::Uri>().ok();
-    let ok = parsed.as_ref().is_some_and(|u| {
-        matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError(format!(
-            "{var} must be an http(s) URL like http://otel-collector:4318, not {:?}",
-            redact_url(url)
-        )))
-    }
-}
-
 fn check_pg_url(var: &str, url: &str) -> Result<(), ConfigError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(ConfigError(format!(
@@ -314,24 +277,6 @@ fn number(
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or_default().to_owned()
-}
-
-/// Masks the password in a URL: `postgres://user:***@host/db`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.chars().take(80).collect();
-    };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}")
-            } else {
-                format!("{scheme}://{user}@{host}")
-            }
-        }
-        None => url.to_owned(),
-    }
 }
 
 /// Pins `search_path` to `public`. Every table Purser uses is schema-qualified, except the

@@ -17,9 +17,9 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use purser_api_core::auth::{Tokens, Viewer};
 use purser_command_api::CommandContext;
 use purser_event_store::EventStore;
-use purser_query_api::auth::{Tokens, Viewer};
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -153,7 +153,7 @@ async fn health() -> Response {
 /// event store answers.
 async fn ready(State(state): State<HttpState>) -> Response {
     let database = sqlx::query("select 1").execute(&state.pool).await.is_ok();
-    let migrations = crate::app::migrations_applied(&state.pool)
+    let migrations = purser_migrations::applied(&state.pool)
         .await
         .unwrap_or(false);
     let event_store = state.store.head().await.is_ok();

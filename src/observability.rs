@@ -15,7 +15,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use purser_query_api::trace::{TraceKind, TraceLog};
+use purser_command_api::trace::{TraceKind, TraceLog};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -152,13 +152,13 @@ impl Extension for GraphqlMetricsExtension {
                 .data_opt::<purser_command_api::CommandContext>()
                 .map(|c| c.correlation_id);
             let actor = ctx
-                .data_opt::<purser_query_api::auth::Viewer>()
+                .data_opt::<purser_api_core::auth::Viewer>()
                 .map(|v| v.actor());
             let result = match response.errors.first() {
                 None => Ok(()),
                 Some(e) => Err(e.message.clone()),
             };
-            trace.record(purser_query_api::trace::TraceEvent {
+            trace.record(purser_command_api::trace::TraceEvent {
                 kind: TraceKind::DataLookup,
                 outcome: result,
                 correlation_id: correlation,

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use async_graphql::{MergedObject, Schema};
+use purser_api_core::ReadContext;
+use purser_api_core::auth::Tokens;
 use purser_command_api::CommandBus;
 use purser_command_api::gateway::PaymentGateway;
 use purser_command_api::graphql::MutationRoot;
-use purser_query_api::ReadContext;
 use purser_query_api::analytics::AnalyticsQuery;
-use purser_query_api::auth::Tokens;
 use purser_query_api::carts::CartsQuery;
 use purser_query_api::catalog::CatalogQuery;
 use purser_query_api::customers::CustomersQuery;
@@ -51,7 +51,7 @@ pub fn build(
     bus: CommandBus,
     gateway: Arc<dyn PaymentGateway>,
     tokens: Tokens,
-    trace: Option<purser_query_api::trace::TraceLog>,
+    trace: Option<purser_command_api::trace::TraceLog>,
     read_only: bool,
 ) -> PurserSchema {
     let feed = OrderFeed::new(bus.store().clone());

@@ -395,7 +395,7 @@ async fn an_event_edited_in_the_database_is_named_at_exactly_its_position() {
     // Someone with write access to the table lowers the order's total in its OrderPlaced event.
     let stream = format!(
         "order-{}",
-        purser_query_api::types::parse_uuid_id("Order", &order).unwrap()
+        purser_api_core::wire::parse_uuid_id("Order", &order).unwrap()
     );
     let at = position_of(&pool, &stream, 0).await;
     disable_append_only_guard(&pool).await;
@@ -705,7 +705,7 @@ async fn auditors_read_a_streams_history_and_states_as_of_past_points() {
     let auditor = app
         .token_for("auditor@purser.test", &[UserRole::Auditor])
         .await;
-    let order_uuid = purser_query_api::types::parse_uuid_id("Order", &order).unwrap();
+    let order_uuid = purser_api_core::wire::parse_uuid_id("Order", &order).unwrap();
     let stream = format!("order-{order_uuid}");
 
     // The whole history, paged.
@@ -828,7 +828,7 @@ async fn auditors_read_a_streams_history_and_states_as_of_past_points() {
     assert_eq!(sold["data"]["stockAsOf"]["reserved"], 0);
 
     // The cart: open before checkout, checked out after.
-    let cart_history = app.graphql_as(&auditor, HISTORY, json!({ "s": format!("cart-{}", purser_query_api::types::parse_uuid_id("Cart", &cart).unwrap()) })).await;
+    let cart_history = app.graphql_as(&auditor, HISTORY, json!({ "s": format!("cart-{}", purser_api_core::wire::parse_uuid_id("Cart", &cart).unwrap()) })).await;
     let cart_edges = cart_history["data"]["streamHistory"]["edges"]
         .as_array()
         .unwrap_or_else(|| panic!("{cart_history}"))

@@ -26,10 +26,10 @@ use anyhow::{Context, anyhow, bail};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use purser_api_core::auth::Tokens;
 use purser_domain::CustomerId;
 use purser_domain::customer::Role;
 use purser_event_store::{EventStore, PgEventStore, Position};
-use purser_query_api::auth::Tokens;
 use rand::Rng;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -697,7 +697,7 @@ const SEARCH_WORDS: &[&str] = &[
     "phone max",
 ];
 
-/// The columns the catalog queries select (`purser_query_api::catalog::PRODUCT_COLUMNS`).
+/// The columns the catalog queries select (`purser_api_core::product::PRODUCT_COLUMNS`).
 const PRODUCT_COLUMNS: &str = "p.sku, p.name, p.description, p.brand, p.category, p.kind, \
      p.license_source, p.price_minor, p.currency, p.discontinued, p.created_at, p.updated_at, \
      coalesce(s.on_hand, 0) as on_hand, coalesce(s.reserved, 0) as reserved";

@@ -87,7 +87,7 @@ pub struct ActionExecutor {
     gateway: Arc<dyn PaymentGateway>,
     signer: Option<LicenseSigner>,
     policy: RetryPolicy,
-    trace: Option<purser_query_api::trace::TraceLog>,
+    trace: Option<crate::trace::TraceLog>,
 }
 
 fn stream(name: String) -> StreamName {
@@ -115,17 +115,12 @@ impl ActionExecutor {
     }
 
     /// Records payment processing and fulfilment as trace events (seed 003).
-    pub fn with_trace(mut self, trace: purser_query_api::trace::TraceLog) -> ActionExecutor {
+    pub fn with_trace(mut self, trace: crate::trace::TraceLog) -> ActionExecutor {
         self.trace = Some(trace);
         self
     }
 
-    fn trace(
-        &self,
-        job: &Job,
-        kind: purser_query_api::trace::TraceKind,
-        outcome: Result<(), String>,
-    ) {
+    fn trace(&self, job: &Job, kind: crate::trace::TraceKind, outcome: Result<(), String>) {
         if let Some(t) = &self.trace {
             t.outcome(
                 kind,
@@ -190,7 +185,7 @@ impl ActionExecutor {
             attempt = job.attempts,
         );
         let (label, outcome) = tracing::Instrument::instrument(self.execute_inner(job), span).await;
-        use purser_query_api::trace::TraceKind;
+        use crate::trace::TraceKind;
         // Payment processing is traced inside `charge`, where the payment's outcome is known.
         let kind = match label {
             "confirm_order" | "fulfill_order" => Some(TraceKind::Fulfilment),
@@ -669,7 +664,7 @@ impl ActionExecutor {
                 };
                 self.trace(
                     job,
-                    purser_query_api::trace::TraceKind::PaymentProcessing,
+                    crate::trace::TraceKind::PaymentProcessing,
                     Err(format!("attempt {} failed, will retry: {e}", job.attempts)),
                 );
                 if let Err(err) = self.bus.execute::<Payment>(&s, &attempt_ctx, record).await {
@@ -705,11 +700,7 @@ impl ActionExecutor {
             } else {
                 Err(format!("payment failed: {}", reason.unwrap_or("unknown")))
             };
-            self.trace(
-                job,
-                purser_query_api::trace::TraceKind::PaymentProcessing,
-                result,
-            );
+            self.trace(job, crate::trace::TraceKind::PaymentProcessing, result);
         }
         // Business counters, once per payment outcome (a repeat appends nothing).
         if let (Some((outcome, reason)), Ok(done)) = (counted, &r)

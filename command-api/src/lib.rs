@@ -22,6 +22,7 @@ pub mod orders;
 pub mod outbox;
 mod polling;
 pub mod process;
+pub mod trace;
 pub mod webhooks;
 
 pub use bus::{CommandBus, CommandError, Executed};

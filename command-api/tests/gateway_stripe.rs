@@ -13,9 +13,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use purser_api_core::config::Secret;
 use purser_command_api::gateway::{
-    ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest, Secret,
-    StripeConfig, StripeGateway,
+    ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundRequest, StripeConfig,
+    StripeGateway,
 };
 use purser_domain::payment::{PaymentFailureReason, PaymentMethod};
 use purser_domain::{Currency, Money, OrderId, PaymentId};

@@ -5,10 +5,11 @@ use async_graphql::{Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use purser_domain::customer::Role;
 
-use crate::auth::Viewer;
-use crate::context::{ReadContext, db_error};
 use crate::orders::OrderStatus;
-use crate::types::{MoneyV2, api_error};
+use purser_api_core::ReadContext;
+use purser_api_core::auth::Viewer;
+use purser_api_core::errors::{bad_input, db_error};
+use purser_api_core::wire::MoneyV2;
 
 /// The projections analytics reads.
 pub const ANALYTICS_PROJECTIONS: &[&str] = &["analytics"];
@@ -107,7 +108,7 @@ pub struct InventoryTurnover {
 pub struct Analytics;
 
 fn bad_range(message: &str) -> async_graphql::Error {
-    api_error("BAD_USER_INPUT", message.to_owned())
+    bad_input(message)
 }
 
 fn check_range(
@@ -248,7 +249,7 @@ impl Analytics {
         ctx: &Context<'_>,
         #[graphql(desc = "How many, 1 to 100 (default 10).")] limit: Option<i32>,
     ) -> async_graphql::Result<Vec<TopProduct>> {
-        let limit = crate::types::page_size(limit, 10, 100)?;
+        let limit = purser_api_core::wire::page_size(limit, 10, 100)?;
         let read = ReadContext::from_ctx(ctx);
         let rows: Vec<(String, String, String, i64, i64, i32)> = sqlx::query_as(
             "select sku, name, currency, units_sold, revenue_minor, orders

@@ -10,21 +10,21 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ErrorExtensions, ID, Json, Object, SimpleObject};
+use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use purser_domain::cart::{Cart, CartStatus};
 use purser_domain::customer::Role;
 use purser_domain::inventory::Inventory;
 use purser_domain::order::Order;
 use purser_domain::{Aggregate, CartId, Event, OrderId, Sku};
-use purser_event_store::{EventStore, Position, RecordedEvent, StoreError, StreamName};
+use purser_event_store::{EventStore, Position, RecordedEvent, StreamName};
 use serde_json::{Value, json};
 
-use crate::auth::Viewer;
 use crate::orders::OrderStatus;
-use crate::types::{
-    MoneyV2, PageInfo, api_error, decode_cursor, encode_cursor, page_size, parse_uuid_id,
-    uuid_global_id,
+use purser_api_core::auth::Viewer;
+use purser_api_core::errors::{api_error, bad_argument, bad_input, internal, store_error};
+use purser_api_core::wire::{
+    MoneyV2, PageInfo, decode_cursor, encode_cursor, page_size, parse_uuid_id, uuid_global_id,
 };
 
 /// The event log, as the auditor's resolvers read it. The binary puts one in the schema's
@@ -41,22 +41,12 @@ impl AuditLog {
 
     fn from_ctx<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a AuditLog> {
         ctx.data::<AuditLog>().map_err(|_| {
-            tracing::error!("the schema was built without an AuditLog");
-            unavailable()
+            internal(
+                &"no AuditLog in the schema's data",
+                "the schema was built without an AuditLog",
+            )
         })
     }
-}
-
-fn unavailable() -> async_graphql::Error {
-    api_error(
-        "UNAVAILABLE",
-        "the event log cannot be read right now; try again",
-    )
-}
-
-fn store_error(e: StoreError) -> async_graphql::Error {
-    tracing::error!(error = %e, "auditor read of the event log failed");
-    unavailable()
 }
 
 /// Who did what and why, as recorded with an event.
@@ -185,10 +175,8 @@ impl Cut {
     fn parse(position: Option<String>, at: Option<DateTime<Utc>>) -> async_graphql::Result<Cut> {
         let position = position
             .map(|raw| {
-                raw.parse::<Position>().map_err(|e| {
-                    api_error("BAD_USER_INPUT", e.to_string())
-                        .extend_with(|_, x| x.set("argument", "position"))
-                })
+                raw.parse::<Position>()
+                    .map_err(|e| bad_argument("position", e.to_string()))
             })
             .transpose()?;
         Ok(Cut { position, at })
@@ -259,10 +247,7 @@ fn to_json<T: serde::Serialize>(state: &T) -> Json<Value> {
 }
 
 fn stream_name(raw: String, argument: &'static str) -> async_graphql::Result<StreamName> {
-    StreamName::new(raw).map_err(|e| {
-        api_error("BAD_USER_INPUT", e.to_string())
-            .extend_with(move |_, x| x.set("argument", argument))
-    })
+    StreamName::new(raw).map_err(|e| bad_argument(argument, e.to_string()))
 }
 
 #[derive(Default)]
@@ -292,9 +277,7 @@ impl AuditQuery {
                 key.get(0)
                     .and_then(Value::as_u64)
                     .map(|v| v + 1)
-                    .ok_or_else(|| {
-                        api_error("BAD_USER_INPUT", "the cursor is not one this API returned")
-                    })?
+                    .ok_or_else(|| bad_input("the cursor is not one this API returned"))?
             }
         };
         let mut events = log
@@ -393,9 +376,7 @@ impl AuditQuery {
     ) -> async_graphql::Result<Option<StockAsOf>> {
         Viewer::from_ctx(ctx).require(Role::Auditor)?;
         let log = AuditLog::from_ctx(ctx)?;
-        let sku = Sku::parse(&sku).map_err(|e| {
-            api_error("BAD_USER_INPUT", e.to_string()).extend_with(|_, x| x.set("argument", "sku"))
-        })?;
+        let sku = Sku::parse(&sku).map_err(|e| bad_argument("sku", e.to_string()))?;
         let cut = Cut::parse(position, at)?;
         let stream = stream_name(sku.inventory_stream(), "sku")?;
         let Some((state, as_of)) = fold_as_of::<Inventory>(&*log.store, &stream, cut).await? else {

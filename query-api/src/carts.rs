@@ -9,11 +9,12 @@ use chrono::{DateTime, Utc};
 use purser_domain::CustomerId;
 use uuid::Uuid;
 
-use crate::auth::Viewer;
-use crate::catalog::{Product, ProductKind};
-use crate::context::{ReadContext, db_error};
 use crate::loaders::{CartLinesLoader, LoadedCartLine, loader};
-use crate::types::{MoneyV2, api_error, parse_uuid_id, uuid_global_id};
+use purser_api_core::ReadContext;
+use purser_api_core::auth::Viewer;
+use purser_api_core::errors::{db_error, internal};
+use purser_api_core::product::{Product, ProductKind};
+use purser_api_core::wire::{MoneyV2, parse_uuid_id, uuid_global_id};
 
 /// The projections cart queries read (lines show their product from the catalog).
 pub const CART_PROJECTIONS: &[&str] = &["carts", "catalog"];
@@ -42,10 +43,7 @@ impl CartStatus {
             "open" => Ok(CartStatus::Open),
             "checked_out" => Ok(CartStatus::CheckedOut),
             "abandoned" => Ok(CartStatus::Abandoned),
-            other => {
-                tracing::error!(status = other, "unknown cart status in the read model");
-                Err(api_error("INTERNAL", "the cart is in an unknown state"))
-            }
+            other => Err(internal(&other, "unknown cart status in the read model")),
         }
     }
 }

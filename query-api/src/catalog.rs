@@ -11,112 +11,14 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{Postgres, QueryBuilder};
 
-use crate::context::{ReadContext, db_error};
-use crate::types::{
-    Int64, MoneyV2, PageInfo, api_error, decode_cursor, encode_cursor, global_id, page_size,
-    parse_global_id,
+use purser_api_core::ReadContext;
+use purser_api_core::errors::{bad_argument, bad_input, db_error};
+use purser_api_core::product::{
+    CATALOG_PROJECTIONS, PRODUCT_COLUMNS, Product, ProductRow, load_product,
 };
-
-/// The projections catalog queries read.
-pub const CATALOG_PROJECTIONS: &[&str] = &["catalog"];
-
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-pub enum ProductKind {
-    /// Shipped goods with stock.
-    Physical,
-    /// Software delivered as a license key; no stock.
-    Digital,
-}
-
-/// Stock of a physical product.
-#[derive(SimpleObject, Debug, Clone, PartialEq, Eq)]
-pub struct Stock {
-    pub on_hand: i64,
-    /// Held for orders that have not been paid yet.
-    pub reserved: i64,
-    /// on hand − reserved: what can be sold now.
-    pub available: i64,
-}
-
-#[derive(sqlx::FromRow, Debug, Clone)]
-pub struct ProductRow {
-    pub sku: String,
-    pub name: String,
-    pub description: String,
-    pub brand: String,
-    pub category: String,
-    pub kind: String,
-    pub license_source: Option<String>,
-    pub price_minor: i64,
-    pub currency: String,
-    pub discontinued: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub on_hand: i64,
-    pub reserved: i64,
-}
-
-/// The columns every product query selects, joined with stock.
-pub const PRODUCT_COLUMNS: &str = "p.sku, p.name, p.description, p.brand, p.category, p.kind, \
-     p.license_source, p.price_minor, p.currency, p.discontinued, p.created_at, p.updated_at, \
-     coalesce(s.on_hand, 0) as on_hand, coalesce(s.reserved, 0) as reserved";
-
-/// A product of the catalog.
-pub struct Product(pub ProductRow);
-
-#[Object]
-impl Product {
-    /// Opaque global id.
-    async fn id(&self) -> ID {
-        global_id("Product", &self.0.sku)
-    }
-    async fn sku(&self) -> &str {
-        &self.0.sku
-    }
-    async fn name(&self) -> &str {
-        &self.0.name
-    }
-    async fn description(&self) -> &str {
-        &self.0.description
-    }
-    async fn brand(&self) -> &str {
-        &self.0.brand
-    }
-    async fn category(&self) -> &str {
-        &self.0.category
-    }
-    async fn kind(&self) -> ProductKind {
-        if self.0.kind == "digital" {
-            ProductKind::Digital
-        } else {
-            ProductKind::Physical
-        }
-    }
-    async fn price(&self) -> MoneyV2 {
-        MoneyV2::new(self.0.price_minor, &self.0.currency)
-    }
-    async fn discontinued(&self) -> bool {
-        self.0.discontinued
-    }
-    /// Stock for physical products; null for digital ones, which never run out.
-    async fn stock(&self) -> Option<Stock> {
-        (self.0.kind == "physical").then(|| Stock {
-            on_hand: self.0.on_hand,
-            reserved: self.0.reserved,
-            available: self.0.on_hand - self.0.reserved,
-        })
-    }
-    /// Whether it can be bought now: not discontinued and (digital, or stock available).
-    async fn available_for_sale(&self) -> bool {
-        !self.0.discontinued && (self.0.kind == "digital" || self.0.on_hand > self.0.reserved)
-    }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at
-    }
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.0.updated_at
-    }
-}
+use purser_api_core::wire::{
+    Int64, PageInfo, decode_cursor, encode_cursor, page_size, parse_global_id,
+};
 
 #[derive(SimpleObject)]
 pub struct ProductEdge {
@@ -447,11 +349,6 @@ impl ProductSearch {
     }
 }
 
-fn bad_argument(argument: &'static str, message: impl Into<String>) -> async_graphql::Error {
-    use async_graphql::ErrorExtensions;
-    api_error("BAD_USER_INPUT", message).extend_with(move |_, e| e.set("argument", argument))
-}
-
 /// Where a page ends, per sort order. NEWEST keeps the `[createdAt, sku]` form `products` has
 /// always returned, so cursors handed out before search existed still work.
 #[derive(Debug, Clone, PartialEq)]
@@ -607,20 +504,6 @@ impl Category {
     }
 }
 
-/// Loads one product by SKU from the read model.
-pub async fn load_product(
-    pool: &sqlx::PgPool,
-    sku: &str,
-) -> Result<Option<ProductRow>, sqlx::Error> {
-    sqlx::query_as::<_, ProductRow>(&format!(
-        "select {PRODUCT_COLUMNS} from catalog.products p
-         left join catalog.stock s using (sku) where p.sku = $1"
-    ))
-    .bind(sku.trim().to_ascii_uppercase())
-    .fetch_optional(pool)
-    .await
-}
-
 #[derive(Default)]
 pub struct CatalogQuery;
 
@@ -640,10 +523,7 @@ impl CatalogQuery {
             (Some(s), None) => s,
             (None, Some(id)) => parse_global_id("Product", &id)?,
             _ => {
-                return Err(api_error(
-                    "BAD_USER_INPUT",
-                    "give exactly one of `sku` or `id`",
-                ));
+                return Err(bad_input("give exactly one of `sku` or `id`"));
             }
         };
         read.wait_for(CATALOG_PROJECTIONS, min_position.as_deref())

@@ -7,10 +7,11 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use purser_domain::{CustomerId, OrderId};
 
-use crate::auth::Tokens;
-use crate::context::{ReadContext, db_error};
 use crate::orders::{Order, load_order};
-use crate::types::{api_error, parse_global_id};
+use purser_api_core::ReadContext;
+use purser_api_core::auth::Tokens;
+use purser_api_core::errors::{bad_input, db_error};
+use purser_api_core::wire::parse_global_id;
 
 #[derive(SimpleObject)]
 pub struct CheckoutStatus {
@@ -40,7 +41,7 @@ impl CheckoutStatusQuery {
         let key = parse_global_id("Order", &order_id).unwrap_or_else(|_| order_id.to_string());
         let order_id: OrderId = key
             .parse()
-            .map_err(|_| api_error("BAD_USER_INPUT", "orderId is not a valid Order id"))?;
+            .map_err(|_| bad_input("orderId is not a valid Order id"))?;
         if tokens.verify_order_status(&status_token, order_id).is_err() {
             return Ok(None);
         }

@@ -6,13 +6,14 @@ use chrono::{DateTime, Utc};
 use purser_domain::CustomerId;
 use uuid::Uuid;
 
-use crate::auth::Viewer;
 use crate::carts::{CART_COLUMNS, Cart, CartRow, CartStatus};
-use crate::catalog::Product;
-use crate::context::{ReadContext, db_error};
 use crate::loaders::{CartLinesLoader, ProductLoader, loader};
 use crate::orders::{OrderConnection, orders_page};
-use crate::types::{MoneyV2, api_error, page_size, parse_uuid_id, uuid_global_id};
+use purser_api_core::ReadContext;
+use purser_api_core::auth::Viewer;
+use purser_api_core::errors::{db_error, internal, unauthenticated};
+use purser_api_core::product::Product;
+use purser_api_core::wire::{MoneyV2, page_size, parse_uuid_id, uuid_global_id};
 
 /// The projections `me` reads: its profile, orders, carts, licenses, and products of lines.
 pub const ME_PROJECTIONS: &[&str] = &["customers", "orders", "carts", "catalog"];
@@ -160,10 +161,7 @@ impl License {
             "issued" => Ok(LicenseStatus::Issued),
             "attached" => Ok(LicenseStatus::Attached),
             "revoked" => Ok(LicenseStatus::Revoked),
-            other => {
-                tracing::error!(status = other, "unknown license status in the read model");
-                Err(api_error("INTERNAL", "the license is in an unknown state"))
-            }
+            other => Err(internal(&other, "unknown license status in the read model")),
         }
     }
     async fn issued_at(&self) -> DateTime<Utc> {
@@ -286,10 +284,7 @@ impl CustomersQuery {
     ) -> async_graphql::Result<Me> {
         let read = ReadContext::from_ctx(ctx);
         let Some(customer_id) = Viewer::from_ctx(ctx).customer_id else {
-            return Err(api_error(
-                "UNAUTHENTICATED",
-                "sign in first: send `Authorization: Bearer <token>`",
-            ));
+            return Err(unauthenticated());
         };
         read.wait_for(ME_PROJECTIONS, min_position.as_deref())
             .await?;

@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::catalog::{PRODUCT_COLUMNS, ProductRow};
-use crate::types::api_error;
+use purser_api_core::errors::{api_error, unavailable};
+use purser_api_core::product::{PRODUCT_COLUMNS, ProductRow};
 
 /// How long a loader waits for more keys before it runs its query. Resolvers of a list are
 /// polled together, so a couple of milliseconds gathers a whole page even on a busy runtime.
@@ -35,10 +35,7 @@ pub struct LoadError(pub Arc<sqlx::Error>);
 impl From<LoadError> for async_graphql::Error {
     fn from(e: LoadError) -> async_graphql::Error {
         tracing::error!(error = %e.0, "read model batch query failed");
-        api_error(
-            "UNAVAILABLE",
-            "the read models cannot be reached right now; try again",
-        )
+        unavailable()
     }
 }
 
@@ -73,7 +70,7 @@ pub(crate) fn loader<'a, T: Send + Sync + 'static>(
             "a dataloader is missing from the schema's data; build the schema with \
              `loaders::with_loaders`"
         );
-        api_error("INTERNAL", "the server is misconfigured")
+        api_error("INTERNAL", "something went wrong on our side")
     })
 }
 

@@ -3,7 +3,8 @@
 use async_graphql::{Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use crate::context::{ReadContext, db_error};
+use purser_api_core::ReadContext;
+use purser_api_core::errors::db_error;
 
 /// One projection's position in the event log and how far behind it is.
 #[derive(SimpleObject, Debug, Clone)]

@@ -13,13 +13,13 @@ use serde_json::json;
 use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use crate::auth::Viewer;
-use crate::catalog::{Product, ProductKind};
-use crate::context::{ReadContext, db_error};
 use crate::loaders::{LoadedOrderLine, OrderLinesLoader, OrderTimelineLoader, TimelineRow, loader};
-use crate::types::{
-    MoneyV2, PageInfo, api_error, decode_cursor, encode_cursor, page_size, parse_uuid_id,
-    uuid_global_id,
+use purser_api_core::ReadContext;
+use purser_api_core::auth::Viewer;
+use purser_api_core::errors::{bad_input, db_error, internal};
+use purser_api_core::product::{Product, ProductKind};
+use purser_api_core::wire::{
+    MoneyV2, PageInfo, decode_cursor, encode_cursor, page_size, parse_uuid_id, uuid_global_id,
 };
 
 /// The projections order queries read (lines show their product from the catalog).
@@ -84,10 +84,7 @@ impl OrderStatus {
         ]
         .into_iter()
         .find(|st| st.as_str() == s)
-        .ok_or_else(|| {
-            tracing::error!(status = s, "unknown order status in the read model");
-            api_error("INTERNAL", "the order is in an unknown state")
-        })
+        .ok_or_else(|| internal(&s, "unknown order status in the read model"))
     }
 }
 
@@ -416,10 +413,7 @@ pub async fn orders_page(
             match (ts, id) {
                 (Some(t), Some(i)) => Some((t, i)),
                 _ => {
-                    return Err(api_error(
-                        "BAD_USER_INPUT",
-                        "the cursor is not one this API returned",
-                    ));
+                    return Err(bad_input("the cursor is not one this API returned"));
                 }
             }
         }

@@ -21,9 +21,10 @@ use purser_event_store::{
 };
 use tokio::sync::{OnceCell, broadcast};
 
-use crate::auth::{Tokens, Viewer};
 use crate::orders::OrderStatus;
-use crate::types::{api_error, global_id, parse_global_id};
+use purser_api_core::auth::{Tokens, Viewer};
+use purser_api_core::errors::{bad_input, not_found, store_error};
+use purser_api_core::wire::{global_id, parse_global_id};
 
 /// The per-process feed of order events.
 #[derive(Clone)]
@@ -125,23 +126,16 @@ impl SubscriptionRoot {
         let key = parse_global_id("Order", &order_id).unwrap_or_else(|_| order_id.to_string());
         let order_id: OrderId = key
             .parse()
-            .map_err(|_| api_error("BAD_USER_INPUT", "orderId is not a valid Order id"))?;
-        let not_found = || api_error("NOT_FOUND", "no such order");
-        let stream_name = StreamName::new(order_id.stream()).map_err(|_| not_found())?;
+            .map_err(|_| bad_input("orderId is not a valid Order id"))?;
+        let missing = || not_found("no such order");
+        let stream_name = StreamName::new(order_id.stream()).map_err(|_| missing())?;
 
         // Listen before reading the history, so nothing can fall between the two.
-        let unavailable = |e: purser_event_store::StoreError| {
-            tracing::warn!(error = %e, "order feed unavailable");
-            api_error(
-                "UNAVAILABLE",
-                "live updates are unavailable right now; try again",
-            )
-        };
-        feed.ensure_started().await.map_err(unavailable)?;
+        feed.ensure_started().await.map_err(store_error)?;
         let mut rx = feed.tx.subscribe();
         let history = read_stream_to_end(&*feed.store, &stream_name, 0)
             .await
-            .map_err(unavailable)?;
+            .map_err(store_error)?;
         let mut state = OrderState::default();
         let mut last: Option<&RecordedEvent> = None;
         for e in &history {
@@ -151,7 +145,7 @@ impl SubscriptionRoot {
             last = Some(e);
         }
         let (Some(first), Some(last)) = (status_of(&state), last) else {
-            return Err(not_found());
+            return Err(missing());
         };
         let permitted = viewer.is(Role::Admin)
             || viewer.is(Role::Auditor)
@@ -159,7 +153,7 @@ impl SubscriptionRoot {
             || status_token.is_some_and(|t| tokens.verify_order_status(&t, order_id).is_ok());
         if !permitted {
             // Exactly what an unknown order looks like.
-            return Err(not_found());
+            return Err(missing());
         }
         let initial = OrderStatusUpdate {
             order_id: global_id("Order", &order_id.to_string()),

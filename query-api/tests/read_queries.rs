@@ -3,12 +3,12 @@
 
 mod support;
 
+use purser_api_core::wire::{global_id, uuid_global_id};
 use purser_domain::CartId;
 use purser_domain::cart::CartEvent;
 use purser_domain::customer::Role;
 use purser_domain::payment::PaymentFailureReason;
 use purser_projections::Checkpoints;
-use purser_query_api::types::{global_id, uuid_global_id};
 use purser_testkit::TestDb;
 use serde_json::{Value, json};
 use support::scenario::{OrderSpec, Outcome, Scenario, catch_up_all, digital, physical, sku, t};

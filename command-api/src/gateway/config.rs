@@ -13,37 +13,12 @@
 //! Empty values count as unset, so `STRIPE_API_KEY=` in a compose file means "not given".
 //! Errors are one sentence naming the variable and never repeat a secret's value.
 
-use std::fmt;
 use std::time::Duration;
+
+use purser_api_core::config::{ConfigError, Secret, http_base_url};
 
 use super::simulated::SimulatedGatewayConfig;
 use super::stripe::StripeConfig;
-
-/// A secret string (API key, signing secret). Its `Debug` is redacted and it has no `Display`,
-/// so it cannot end up in a log line by accident; [`Secret::expose`] is the one way to read it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(\"[redacted]\")")
-    }
-}
-
-/// A configuration mistake, as one sentence naming the variable at fault.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
 
 /// Which payment gateway to run, with its settings.
 #[derive(Debug, Clone)]
@@ -121,9 +96,11 @@ impl GatewayConfig {
                         "STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_…).".into(),
                     ));
                 }
-                let mut config = StripeConfig::new(Secret(api_key), Secret(webhook_secret));
+                let mut config =
+                    StripeConfig::new(Secret::new(api_key), Secret::new(webhook_secret));
                 if let Some(raw) = get("STRIPE_API_BASE") {
-                    config.base_url = base_url(&raw)?;
+                    config.base_url =
+                        http_base_url("STRIPE_API_BASE", &raw, StripeConfig::DEFAULT_BASE_URL)?;
                 }
                 if let Some(raw) = get("STRIPE_REQUEST_TIMEOUT_MS") {
                     config.request_timeout = millis("STRIPE_REQUEST_TIMEOUT_MS", &raw, 1)?;
@@ -150,26 +127,6 @@ fn millis(name: &str, raw: &str, min: u64) -> Result<Duration, ConfigError> {
                 shorten(raw)
             ))
         })
-}
-
-fn base_url(raw: &str) -> Result<String, ConfigError> {
-    // The value is not repeated: a URL can carry credentials.
-    let bad = || {
-        ConfigError(
-            "STRIPE_API_BASE must be an http:// or https:// URL without credentials, query or \
-             fragment, such as https://api.stripe.com."
-                .into(),
-        )
-    };
-    let url = reqwest::Url::parse(raw).map_err(|_| bad())?;
-    let plain = url.username().is_empty()
-        && url.password().is_none()
-        && url.query().is_none()
-        && url.fragment().is_none();
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !plain {
-        return Err(bad());
-    }
-    Ok(raw.trim_end_matches('/').to_owned())
 }
 
 /// Non-secret values are echoed in errors, but never at length.

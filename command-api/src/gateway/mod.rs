@@ -26,7 +26,8 @@ use purser_domain::payment::{PaymentFailureReason, PaymentMethod};
 use purser_domain::{Money, OrderId, PaymentId};
 use sqlx::PgPool;
 
-pub use config::{ConfigError, GatewayConfig, Secret};
+pub use config::GatewayConfig;
+use purser_api_core::config::ConfigError;
 pub use simulated::{SimulatedGateway, SimulatedGatewayConfig};
 pub use stripe::{StripeConfig, StripeGateway};
 

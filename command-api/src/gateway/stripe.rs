@@ -33,10 +33,10 @@ use purser_domain::payment::PaymentFailureReason;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::config::{ConfigError, Secret};
 use super::{
     ChargeOutcome, ChargeRequest, GatewayError, PaymentGateway, RefundOutcome, RefundRequest,
 };
+use purser_api_core::config::{ConfigError, Secret};
 
 /// How to reach Stripe.
 #[derive(Debug, Clone)]

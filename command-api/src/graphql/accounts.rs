@@ -2,15 +2,15 @@
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use purser_api_core::auth::{Tokens, role_name};
+use purser_api_core::wire::{UserError, global_id};
 use purser_domain::Email;
 use purser_domain::customer::{CustomerState, Role};
 use purser_event_store::Position;
-use purser_query_api::auth::{Tokens, role_name};
-use purser_query_api::types::{UserError, global_id};
 
-use purser_query_api::trace::TraceKind;
+use crate::trace::TraceKind;
 
-use super::{Rejection, bus, command_context, rejection_message, require_admin, settle, trace};
+use super::{Rejection, bus, command_context, require_admin, settle, trace};
 use crate::accounts::{self, Password};
 
 #[derive(InputObject)]
@@ -99,7 +99,7 @@ fn authenticated(
 }
 
 fn refused(outcome: Rejection) -> async_graphql::Result<AuthPayload> {
-    let (_, user_errors) = settle(Err(outcome))?;
+    let (_, user_errors) = settle::<()>(Err(outcome))?;
     Ok(AuthPayload {
         user_errors,
         ..Default::default()
@@ -168,7 +168,7 @@ impl AccountMutation {
                 Ok(authenticated(ctx, &state, None))
             }
             Err(r) => {
-                trace(ctx, TraceKind::Login, Err(rejection_message(&r)), subject);
+                trace(ctx, TraceKind::Login, Err(r.message()), subject);
                 refused(r)
             }
         }

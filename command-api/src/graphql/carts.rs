@@ -3,19 +3,18 @@
 
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::Utc;
+use purser_api_core::auth::Viewer;
+use purser_api_core::wire::{Int64, UserError, global_id};
 use purser_domain::cart::CartCommand;
 use purser_domain::order::ShippingAddress;
 use purser_domain::payment::PaymentMethod;
 use purser_domain::{CartId, Currency, Email, OrderId, ValueError};
 use purser_event_store::{Position, StreamName};
-use purser_query_api::auth::Viewer;
-use purser_query_api::types::{Int64, UserError, global_id};
 
-use purser_query_api::trace::TraceKind;
+use crate::trace::TraceKind;
 
 use super::{
-    Rejection, actor, bus, command_context, parse_id, parse_quantity, parse_sku, rejection_message,
-    settle, trace,
+    Rejection, actor, bus, command_context, parse_id, parse_quantity, parse_sku, settle, trace,
 };
 use crate::carts::{self, CheckoutRequest};
 
@@ -266,7 +265,7 @@ impl CartMutation {
                 actor: actor(ctx),
                 actor_email: viewer.email.as_deref().and_then(|e| Email::parse(e).ok()),
             };
-            Ok(carts::check_out(bus(ctx), &cmd_ctx, request).await?)
+            Ok::<_, Rejection>(carts::check_out(bus(ctx), &cmd_ctx, request).await?)
         }
         .await;
         match &outcome {
@@ -281,18 +280,13 @@ impl CartMutation {
                     Some(placed.order_id.to_string()),
                 );
             }
-            Err(r) => trace(
-                ctx,
-                TraceKind::OrderCreation,
-                Err(rejection_message(r)),
-                None,
-            ),
+            Err(r) => trace(ctx, TraceKind::OrderCreation, Err(r.message()), None),
         }
         match outcome {
             Ok(placed) => Ok(CheckoutPayload {
                 order_id: Some(placed.order_id),
                 status_token: Some(
-                    ctx.data_unchecked::<purser_query_api::auth::Tokens>()
+                    ctx.data_unchecked::<purser_api_core::auth::Tokens>()
                         .issue_order_status(placed.order_id),
                 ),
                 replayed: placed.replayed,

@@ -2,18 +2,17 @@
 
 use async_graphql::{Context, Enum, InputObject, Object};
 use chrono::Utc;
+use purser_api_core::ReadContext;
+use purser_api_core::errors::db_error;
+use purser_api_core::product::{CATALOG_PROJECTIONS, Product as ProductNode, load_product};
+use purser_api_core::wire::{Int64, UserError};
 use purser_domain::inventory::AdjustmentReason;
 use purser_domain::product::{DigitalTerms, LicenseSource, Product, ProductCommand, ProductKind};
 use purser_domain::{Quantity, Sku, ValueError};
 use purser_event_store::Position;
-use purser_query_api::ReadContext;
-use purser_query_api::catalog::{CATALOG_PROJECTIONS, Product as ProductNode, load_product};
-use purser_query_api::context::db_error;
-use purser_query_api::types::{Int64, UserError};
 
 use super::{
     MoneyInput, Rejection, bus, command_context, parse_quantity, parse_sku, require_admin, settle,
-    store_fault,
 };
 use crate::bus::CommandBus;
 use crate::catalog::{self, NewProduct};
@@ -165,7 +164,7 @@ async fn require_physical_product(bus: &CommandBus, sku: &Sku) -> Result<(), Rej
     let (state, version, _) = bus
         .load::<Product>(&catalog::product_stream(sku))
         .await
-        .map_err(|e| Rejection::Fault(store_fault(e)))?;
+        .map_err(Rejection::from)?;
     if version.is_none() {
         return Err(Rejection::user(
             Some("sku"),

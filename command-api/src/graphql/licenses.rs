@@ -2,10 +2,10 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use chrono::Utc;
+use purser_api_core::wire::UserError;
 use purser_domain::license::{LicensePool, LicensePoolCommand, LicensePoolEvent};
 use purser_domain::product::{LicenseSource, Product, ProductKind};
 use purser_event_store::StreamName;
-use purser_query_api::types::UserError;
 
 use super::{Rejection, bus, command_context, parse_sku, require_admin, settle};
 

@@ -9,11 +9,11 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, InputObject, MergedObject};
+use purser_api_core::auth::Viewer;
+pub(crate) use purser_api_core::errors::{Rejection, settle};
+use purser_api_core::wire::{Int64, parse_global_id};
 use purser_domain::customer::Role;
 use purser_domain::{Currency, Money, Quantity, Sku, ValueError};
-use purser_event_store::{Position, StoreError};
-use purser_query_api::auth::Viewer;
-use purser_query_api::types::{Int64, UserError, api_error, parse_global_id};
 
 use crate::bus::CommandBus;
 use crate::carts::Actor;
@@ -37,25 +37,6 @@ pub struct MutationRoot(
     licenses::LicenseMutation,
 );
 
-/// Why a mutation did not go through: the caller's problem (user errors in the payload) or
-/// ours (a GraphQL error with a code).
-pub enum Rejection {
-    User(Vec<UserError>),
-    Fault(async_graphql::Error),
-}
-
-impl Rejection {
-    pub fn user(field: Option<&str>, code: &str, message: impl Into<String>) -> Rejection {
-        Rejection::User(vec![UserError::new(field, code, message)])
-    }
-}
-
-impl From<ValueError> for Rejection {
-    fn from(e: ValueError) -> Rejection {
-        Rejection::user(Some(e.field), "INVALID_INPUT", e.to_string())
-    }
-}
-
 impl From<Failure> for Rejection {
     fn from(f: Failure) -> Rejection {
         match f {
@@ -64,7 +45,7 @@ impl From<Failure> for Rejection {
                 code,
                 message,
             } => Rejection::user(field, &code, message),
-            Failure::Store(e) => Rejection::Fault(store_fault(e)),
+            Failure::Store(e) => Rejection::from(e),
         }
     }
 }
@@ -72,43 +53,6 @@ impl From<Failure> for Rejection {
 impl<E: purser_domain::DomainError> From<crate::bus::CommandError<E>> for Rejection {
     fn from(e: crate::bus::CommandError<E>) -> Rejection {
         Rejection::from(Failure::from(e))
-    }
-}
-
-impl From<StoreError> for Rejection {
-    fn from(e: StoreError) -> Rejection {
-        Rejection::Fault(store_fault(e))
-    }
-}
-
-/// Logs a store failure once and says nothing internal to the client.
-pub fn store_fault(e: StoreError) -> async_graphql::Error {
-    match e {
-        StoreError::Unavailable(_) => {
-            tracing::warn!(error = %e, "event store unavailable");
-            api_error(
-                "UNAVAILABLE",
-                "a service we depend on cannot be reached right now; nothing was written, try again",
-            )
-        }
-        other => {
-            tracing::error!(error = %other, "event store failure");
-            api_error(
-                "INTERNAL",
-                "something went wrong on our side; nothing was written",
-            )
-        }
-    }
-}
-
-/// Splits a mutation's outcome into (position, user errors), or fails for a fault.
-pub fn settle(
-    outcome: Result<Option<Position>, Rejection>,
-) -> async_graphql::Result<(Option<Position>, Vec<UserError>)> {
-    match outcome {
-        Ok(position) => Ok((position, vec![])),
-        Err(Rejection::User(errors)) => Ok((None, errors)),
-        Err(Rejection::Fault(e)) => Err(e),
     }
 }
 
@@ -186,14 +130,14 @@ pub(crate) fn parse_id<T: std::str::FromStr>(
     })
 }
 
-/// Records a trace event (seed 003) for this request, when tracing is configured.
+/// Records an operational trace event for this request, when tracing is configured.
 pub(crate) fn trace<E: std::fmt::Display>(
     ctx: &Context<'_>,
-    kind: purser_query_api::trace::TraceKind,
+    kind: crate::trace::TraceKind,
     outcome: Result<(), E>,
     subject: Option<String>,
 ) {
-    if let Some(log) = ctx.data_opt::<purser_query_api::trace::TraceLog>() {
+    if let Some(log) = ctx.data_opt::<crate::trace::TraceLog>() {
         let c = command_context(ctx);
         log.outcome(
             kind,
@@ -202,17 +146,5 @@ pub(crate) fn trace<E: std::fmt::Display>(
             Some(c.actor),
             subject,
         );
-    }
-}
-
-/// The message of a rejection, for a trace event.
-pub(crate) fn rejection_message(r: &Rejection) -> String {
-    match r {
-        Rejection::User(errors) => errors
-            .iter()
-            .map(|e| format!("{}: {}", e.code, e.message))
-            .collect::<Vec<_>>()
-            .join("; "),
-        Rejection::Fault(e) => e.message.clone(),
     }
 }

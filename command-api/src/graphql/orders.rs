@@ -3,12 +3,12 @@
 
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
+use purser_api_core::auth::Viewer;
+use purser_api_core::wire::{UserError, global_id};
 use purser_domain::OrderId;
 use purser_domain::customer::Role;
 use purser_domain::order::{CancelledBy, OrderCommand};
 use purser_event_store::Position;
-use purser_query_api::auth::Viewer;
-use purser_query_api::types::{UserError, global_id};
 
 use super::{
     MoneyInput, Rejection, bus, command_context, gateway, parse_id, require_admin, settle,

@@ -52,17 +52,12 @@ use uuid::Uuid;
 use crate::bus::{CommandBus, CommandError};
 use crate::context::CommandContext;
 use crate::polling::{due_in, run_rounds, sooner};
+use purser_api_core::config::{ConfigError, http_base_url};
 use smtp::{Mailer, SendError, SmtpConfig};
 use templates::{RenderedEmail, TemplateInput};
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
-
-/// A configuration mistake, as one sentence naming the variable at fault. Secrets are never
-/// repeated in it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
 
 /// Everything the notification worker needs to know.
 ///
@@ -120,7 +115,8 @@ impl NotificationConfig {
             ..Default::default()
         };
         if let Some(raw) = get("PURSER_DOWNLOAD_BASE_URL") {
-            config.download_base_url = download_base_url(&raw)?;
+            config.download_base_url =
+                http_base_url("PURSER_DOWNLOAD_BASE_URL", &raw, DEFAULT_DOWNLOAD_BASE_URL)?;
         }
         if let Some(raw) = get("PURSER_NOTIFY_MAX_ATTEMPTS") {
             config.max_attempts =
@@ -154,25 +150,6 @@ impl NotificationConfig {
             .saturating_mul(factor)
             .min(self.max_backoff)
     }
-}
-
-fn download_base_url(raw: &str) -> Result<String, ConfigError> {
-    let bad = || {
-        ConfigError(format!(
-            "PURSER_DOWNLOAD_BASE_URL must be an http:// or https:// URL without credentials, \
-             query or fragment, such as {DEFAULT_DOWNLOAD_BASE_URL}, not {:?}",
-            shorten(raw)
-        ))
-    };
-    let url = reqwest::Url::parse(raw).map_err(|_| bad())?;
-    let plain = url.username().is_empty()
-        && url.password().is_none()
-        && url.query().is_none()
-        && url.fragment().is_none();
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !plain {
-        return Err(bad());
-    }
-    Ok(raw.trim_end_matches('/').to_owned())
 }
 
 /// A duration in whole milliseconds from `min` to `max`.

@@ -17,7 +17,7 @@ use purser_domain::{Email, NotificationId};
 
 use super::ConfigError;
 use super::templates::RenderedEmail;
-use crate::gateway::Secret;
+use purser_api_core::config::Secret;
 
 /// How the connection to the SMTP server is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

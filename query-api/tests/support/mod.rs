@@ -6,12 +6,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_graphql::{EmptyMutation, EmptySubscription, MergedObject, Request, Schema, Variables};
+use purser_api_core::ReadContext;
+use purser_api_core::auth::Viewer;
 use purser_domain::CustomerId;
 use purser_domain::customer::Role;
 use purser_projections::Checkpoints;
-use purser_query_api::ReadContext;
 use purser_query_api::analytics::AnalyticsQuery;
-use purser_query_api::auth::Viewer;
 use purser_query_api::carts::CartsQuery;
 use purser_query_api::catalog::CatalogQuery;
 use purser_query_api::customers::CustomersQuery;

@@ -1,4 +1,4 @@
-//! Operational trace events (seed 003): login, order creation, payment processing,
+//! Operational trace events: login, order creation, payment processing,
 //! fulfilment and data lookups, each with `success` or `failed` and the error, kept in
 //! `purser.trace_events` for operators.
 //!

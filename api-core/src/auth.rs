@@ -15,7 +15,7 @@ use purser_domain::CustomerId;
 use purser_domain::customer::Role;
 use serde::{Deserialize, Serialize};
 
-use crate::types::api_error;
+use crate::errors::{forbidden, unauthenticated};
 
 /// The caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -48,15 +48,12 @@ impl Viewer {
             return Ok(());
         }
         if !self.is_signed_in() {
-            return Err(api_error(
-                "UNAUTHENTICATED",
-                "sign in first: send `Authorization: Bearer <token>`",
-            ));
+            return Err(unauthenticated());
         }
-        Err(api_error(
-            "FORBIDDEN",
-            format!("this needs the {} role", role_name(role)),
-        ))
+        Err(forbidden(format!(
+            "this needs the {} role",
+            role_name(role)
+        )))
     }
 
     /// Fails unless the viewer has one of `roles` (admins always pass).
@@ -65,16 +62,13 @@ impl Viewer {
             return Ok(());
         }
         if !self.is_signed_in() {
-            return Err(api_error(
-                "UNAUTHENTICATED",
-                "sign in first: send `Authorization: Bearer <token>`",
-            ));
+            return Err(unauthenticated());
         }
         let names: Vec<&str> = roles.iter().map(|r| role_name(*r)).collect();
-        Err(api_error(
-            "FORBIDDEN",
-            format!("this needs one of the roles: {}", names.join(", ")),
-        ))
+        Err(forbidden(format!(
+            "this needs one of the roles: {}",
+            names.join(", ")
+        )))
     }
 
     /// Whether the viewer may read data belonging to `owner`: their own, or staff's.
@@ -264,8 +258,8 @@ impl Tokens {
         }
     }
 
-    /// A single-use sign-in token for the customer of a fulfilled order (seed 002's SSO
-    /// token), valid for ten minutes. Its id is fixed per order, so however often it is asked
+    /// A single-use sign-in token for the customer of a fulfilled order (the post-purchase
+    /// auto-login), valid for ten minutes. Its id is fixed per order, so however often it is asked
     /// for, one exchange is all there is.
     pub fn issue_sign_in(
         &self,

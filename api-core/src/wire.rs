@@ -1,15 +1,11 @@
-//! Types shared across the schema: money, user errors, ids, cursors, errors with codes.
+//! Types both halves of the schema use on the wire: 64-bit integers, money, user errors, page
+//! info, global ids and cursors.
 
-use async_graphql::{
-    ErrorExtensions, InputValueError, InputValueResult, Scalar, ScalarType, SimpleObject, Value,
-};
+use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, SimpleObject, Value};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// A GraphQL error carrying a machine-readable `extensions.code`.
-pub fn api_error(code: &'static str, message: impl Into<String>) -> async_graphql::Error {
-    async_graphql::Error::new(message.into()).extend_with(|_, e| e.set("code", code))
-}
+use crate::errors::{bad_argument, bad_input};
 
 /// A 64-bit integer. GraphQL's `Int` is 32-bit; amounts in minor units and positions can be
 /// larger. Serialised as a JSON number (exact up to 2^53 in JavaScript).
@@ -132,7 +128,7 @@ pub fn global_id(type_name: &str, key: &str) -> async_graphql::ID {
 
 /// Decodes a global id of the expected type into its key.
 pub fn parse_global_id(type_name: &str, id: &str) -> Result<String, async_graphql::Error> {
-    let bad = || api_error("BAD_USER_INPUT", format!("not a valid {type_name} id"));
+    let bad = || bad_input(format!("not a valid {type_name} id"));
     let raw = URL_SAFE_NO_PAD.decode(id.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
     let (t, key) = text.split_once(':').ok_or_else(bad)?;
@@ -149,8 +145,7 @@ pub fn parse_uuid_id(type_name: &str, id: &str) -> Result<uuid::Uuid, async_grap
         return Ok(u);
     }
     let key = parse_global_id(type_name, id)?;
-    uuid::Uuid::parse_str(&key)
-        .map_err(|_| api_error("BAD_USER_INPUT", format!("not a valid {type_name} id")))
+    uuid::Uuid::parse_str(&key).map_err(|_| bad_input(format!("not a valid {type_name} id")))
 }
 
 /// The global id of a UUID-keyed object.
@@ -164,7 +159,7 @@ pub fn encode_cursor(key: &serde_json::Value) -> String {
 }
 
 pub fn decode_cursor(cursor: &str) -> Result<serde_json::Value, async_graphql::Error> {
-    let bad = || api_error("BAD_USER_INPUT", "the cursor is not one this API returned");
+    let bad = || bad_input("the cursor is not one this API returned");
     let raw = URL_SAFE_NO_PAD.decode(cursor.trim()).map_err(|_| bad())?;
     serde_json::from_slice(&raw).map_err(|_| bad())
 }
@@ -174,11 +169,10 @@ pub fn page_size(first: Option<i32>, default: i64, max: i64) -> async_graphql::R
     match first {
         None => Ok(default),
         Some(n) if n >= 1 && i64::from(n) <= max => Ok(i64::from(n)),
-        Some(_) => Err(api_error(
-            "BAD_USER_INPUT",
+        Some(_) => Err(bad_argument(
+            "first",
             format!("`first` must be between 1 and {max}"),
-        )
-        .extend_with(|_, e| e.set("argument", "first"))),
+        )),
     }
 }
 

@@ -1,13 +1,14 @@
-//! What every read resolver needs, and read-your-writes.
+//! Read-your-writes: what every resolver that reads read models needs, including mutation
+//! payloads that return the entity they changed.
 
 use std::time::Duration;
 
-use async_graphql::{Context, ErrorExtensions};
+use async_graphql::Context;
 use purser_event_store::Position;
 use purser_projections::Checkpoints;
 use sqlx::PgPool;
 
-use crate::types::api_error;
+use crate::errors::{api_error, bad_argument, unavailable};
 
 /// Shared by all read resolvers (stored in the schema's data).
 #[derive(Clone)]
@@ -37,8 +38,7 @@ impl ReadContext {
         let target: Position =
             raw.parse()
                 .map_err(|e: purser_event_store::PositionParseError| {
-                    api_error("BAD_USER_INPUT", e.to_string())
-                        .extend_with(|_, x| x.set("argument", "minPosition"))
+                    bad_argument("minPosition", e.to_string())
                 })?;
         let reached = self
             .checkpoints
@@ -46,10 +46,7 @@ impl ReadContext {
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "cannot read projection checkpoints");
-                api_error(
-                    "UNAVAILABLE",
-                    "the read models cannot be reached right now; try again",
-                )
+                unavailable()
             })?;
         if reached {
             Ok(())
@@ -64,13 +61,4 @@ impl ReadContext {
             ))
         }
     }
-}
-
-/// Logs a database failure once and turns it into an error that says nothing internal.
-pub fn db_error(e: sqlx::Error) -> async_graphql::Error {
-    tracing::error!(error = %e, "read model query failed");
-    api_error(
-        "UNAVAILABLE",
-        "the read models cannot be reached right now; try again",
-    )
 }
