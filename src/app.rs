@@ -25,13 +25,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, StoreKind};
 use crate::http::{HttpState, router};
 use crate::schema::{self, PurserSchema};
+use crate::workers::TaskSet;
 use purser_api_core::auth::Tokens;
-use purser_command_api::actions::{ActionExecutor, RetryPolicy};
-use purser_command_api::deadlines::{DeadlineProjection, DeadlineWorker};
+use purser_command_api::deadlines::DeadlineProjection;
 use purser_command_api::gateway::PaymentGateway;
 use purser_command_api::licensing::LicenseSigner;
-use purser_command_api::notifications::{NotificationQueueProjection, NotificationWorker};
-use purser_command_api::outbox::{Dispatcher, DispatcherOptions};
+use purser_command_api::notifications::NotificationQueueProjection;
 use purser_command_api::process::CheckoutProcess;
 use purser_domain::checkout::CheckoutConfig;
 
@@ -69,7 +68,7 @@ pub struct Services {
     pub bus: CommandBus,
     pub gateway: Arc<dyn PaymentGateway>,
     pub tokens: Tokens,
-    /// Operational trace events (seed 003), written in the background.
+    /// Operational trace events, written in the background.
     pub trace: Option<purser_command_api::trace::TraceLog>,
 }
 
@@ -292,97 +291,19 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             )
         })?;
     let addr = listener.local_addr()?;
-    let shutdown = CancellationToken::new();
-    let mut tasks = Vec::new();
-
+    let mut tasks = TaskSet::new(CancellationToken::new());
     if role.runs_projectors() {
         let projector = services.projector();
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            projector.run(stop).await;
-            Ok(())
-        }));
+        tasks.spawn(|stop| async move { projector.run(stop).await });
     }
-
     if role.runs_command_side() {
-        let signer = services.license_signer()?;
-        let projector = services.command_projector();
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            projector.run(stop).await;
-            Ok(())
-        }));
-        let executor = Arc::new(
-            ActionExecutor::new(
-                services.bus.clone(),
-                services.gateway.clone(),
-                signer,
-                RetryPolicy {
-                    max_charge_attempts: services.config.charge_attempts,
-                    base_backoff: services.config.retry_base,
-                    ..RetryPolicy::default()
-                },
-            )
-            .with_trace(services.trace.clone().expect("started above")),
-        );
-        let dispatcher = Dispatcher::new(
-            services.pool.clone(),
-            executor,
-            services.checkpoints.subscribe(),
-            DispatcherOptions {
-                lease: services.config.outbox_lease,
-                ..DispatcherOptions::default()
-            },
-        );
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            dispatcher.run(stop).await;
-            Ok(())
-        }));
-        // Tamper evidence: seal the committed log in blocks (Postgres only). The sealer only
-        // reads events and inserts seals, so appends never wait for it.
-        if services.config.event_store == StoreKind::Postgres {
-            let sealer = crate::audit::Sealer::new(services.pool.clone(), Default::default());
-            let stop = shutdown.clone();
-            tasks.push(tokio::spawn(async move {
-                sealer.run(stop).await;
-                Ok(())
-            }));
-        }
-        let cart_idle = chrono::Duration::from_std(services.config.cart_idle)
-            .unwrap_or(chrono::Duration::days(7));
-        let deadlines = DeadlineWorker::new(
-            services.pool.clone(),
-            services.bus.clone(),
-            cart_idle,
-            services.checkpoints.subscribe_to(DeadlineProjection::NAME),
-        );
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            deadlines.run(stop).await;
-            Ok(())
-        }));
-        let notifications = NotificationWorker::new(
-            services.pool.clone(),
-            services.bus.clone(),
-            services.config.notifications.clone(),
-            services
-                .checkpoints
-                .subscribe_to(NotificationQueueProjection::NAME),
-        )
-        .map_err(|e| anyhow!("{e}"))?;
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            notifications.run(stop).await;
-            Ok(())
-        }));
+        crate::workers::spawn_command_side(&services, &mut tasks)?;
     }
     if services.config.jwt_secret_is_ephemeral {
         tracing::warn!(
             "PURSER_JWT_SECRET is not set: tokens are signed with a random key and stop working when this process restarts"
         );
     }
-
     let sampler = crate::observability::sample_gauges(
         services.pool.clone(),
         services
@@ -392,14 +313,29 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             .then(|| services.read_pool.clone()),
         role.runs_command_side(),
         Duration::from_secs(5),
-        shutdown.clone(),
+        tasks.shutdown.clone(),
     );
-    tasks.push(tokio::spawn(async move {
-        sampler.await;
-        Ok(())
+    tasks.spawn(|_| sampler);
+    let app = router(http_state(&services, role));
+    let stop = tasks.shutdown.clone();
+    tasks.handles.push(tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context("the HTTP server failed")
     }));
+    tracing::info!(%addr, ?role, event_store = services.store.kind(), "purser is serving");
+    Ok(Running {
+        addr,
+        services,
+        shutdown: tasks.shutdown,
+        tasks: tasks.handles,
+    })
+}
 
-    let state = HttpState {
+/// What the HTTP layer needs of the services.
+fn http_state(services: &Services, role: Role) -> HttpState {
+    HttpState {
         schema: services.schema_for(role),
         pool: services.pool.clone(),
         store: services.store.clone(),
@@ -411,22 +347,7 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             }
             purser_command_api::gateway::GatewayConfig::Simulated(_) => None,
         },
-    };
-    let app = router(state);
-    let stop = shutdown.clone();
-    tasks.push(tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-            .context("the HTTP server failed")
-    }));
-    tracing::info!(%addr, ?role, event_store = services.store.kind(), "purser is serving");
-    Ok(Running {
-        addr,
-        services,
-        shutdown,
-        tasks,
-    })
+    }
 }
 
 /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.

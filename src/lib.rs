@@ -13,3 +13,4 @@ pub(crate) mod scratch;
 pub mod seed;
 pub mod telemetry;
 pub mod users;
+pub mod workers;

@@ -1,4 +1,4 @@
-//! Buying software (seed 000 with seed 002's improvements), end to end: a guest pays, an
+//! Buying software as a guest, end to end: a guest pays, an
 //! account is provisioned, a license is issued (signed, or from a pool) and attached, the
 //! order is fulfilled, the guest follows it with a status token and signs in once with a
 //! single-use token; when no license can be issued the payment is refunded.

@@ -1,4 +1,4 @@
-//! Following a checkout without an account (seed 000/002): the checkout returns an order id
+//! Following a checkout without an account: the checkout returns an order id
 //! and a status token; polling `checkoutStatus` with both shows the order, and once its
 //! digital goods are delivered, hands out a single-use sign-in token that
 //! `customerSignInWithToken` exchanges for a session, exactly once.

@@ -1,0 +1,104 @@
+//! The background work of a process: what each role runs next to HTTP, and the set of tasks
+//! that a shutdown stops together.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use purser_command_api::actions::{ActionExecutor, RetryPolicy};
+use purser_command_api::deadlines::{DeadlineProjection, DeadlineWorker};
+use purser_command_api::notifications::{NotificationQueueProjection, NotificationWorker};
+use purser_command_api::outbox::{Dispatcher, DispatcherOptions};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Services;
+use crate::config::StoreKind;
+
+/// Tasks that run until one shutdown token is cancelled.
+pub struct TaskSet {
+    pub shutdown: CancellationToken,
+    pub handles: Vec<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TaskSet {
+    pub fn new(shutdown: CancellationToken) -> TaskSet {
+        TaskSet {
+            shutdown,
+            handles: Vec::new(),
+        }
+    }
+
+    /// Spawns a worker that is handed the shutdown token and ends when it sees it cancelled.
+    pub fn spawn<F, Fut>(&mut self, worker: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let run = worker(self.shutdown.clone());
+        self.handles.push(tokio::spawn(async move {
+            run.await;
+            Ok(())
+        }));
+    }
+}
+
+/// The command side's background work: the command-side projections (checkout process,
+/// deadlines, notification queue), the outbox dispatcher, the deadline and email workers, and
+/// on Postgres the sealer.
+pub fn spawn_command_side(services: &Services, tasks: &mut TaskSet) -> anyhow::Result<()> {
+    let signer = services.license_signer()?;
+    let projector = services.command_projector();
+    tasks.spawn(|stop| async move { projector.run(stop).await });
+    let config = &services.config;
+    let executor = ActionExecutor::new(
+        services.bus.clone(),
+        services.gateway.clone(),
+        signer,
+        RetryPolicy {
+            max_charge_attempts: config.charge_attempts,
+            base_backoff: config.retry_base,
+            ..RetryPolicy::default()
+        },
+    );
+    let executor = match &services.trace {
+        Some(trace) => executor.with_trace(trace.clone()),
+        None => executor,
+    };
+    let dispatcher = Dispatcher::new(
+        services.pool.clone(),
+        Arc::new(executor),
+        services.checkpoints.subscribe(),
+        DispatcherOptions {
+            lease: config.outbox_lease,
+            ..DispatcherOptions::default()
+        },
+    );
+    tasks.spawn(|stop| async move { dispatcher.run(stop).await });
+    // Tamper evidence: seal the committed log in blocks (Postgres only). The sealer only
+    // reads events and inserts seals, so appends never wait for it.
+    if config.event_store == StoreKind::Postgres {
+        let sealer = crate::audit::Sealer::new(services.pool.clone(), Default::default());
+        tasks.spawn(|stop| async move { sealer.run(stop).await });
+    }
+    let cart_idle =
+        chrono::Duration::from_std(config.cart_idle).unwrap_or(chrono::Duration::days(7));
+    let deadlines = DeadlineWorker::new(
+        services.pool.clone(),
+        services.bus.clone(),
+        cart_idle,
+        services.checkpoints.subscribe_to(DeadlineProjection::NAME),
+    );
+    tasks.spawn(|stop| async move { deadlines.run(stop).await });
+    let notifications = NotificationWorker::new(
+        services.pool.clone(),
+        services.bus.clone(),
+        config.notifications.clone(),
+        services
+            .checkpoints
+            .subscribe_to(NotificationQueueProjection::NAME),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    tasks.spawn(|stop| async move { notifications.run(stop).await });
+    Ok(())
+}
