@@ -14,7 +14,6 @@ use purser_command_api::CommandContext;
 use purser_command_api::licensing::{self, LicenseSigner};
 use purser_domain::Sku;
 use purser_domain::license::{LicensePool, LicensePoolCommand};
-use purser_event_store::StreamName;
 use serde_json::json;
 use support::shop::{CARD_DECLINED, CARD_OK, Shop};
 use support::smtp::{ReceivedMail, SmtpServer, free_port};
@@ -207,15 +206,14 @@ async fn load_keys(app: &TestApp, shop: &Shop<'_>, sku: &str, keys: &[&str]) {
         assert_eq!(r["data"]["licenseKeysLoad"]["userErrors"], json!([]), "{r}");
     } else {
         let sku = Sku::parse(sku).unwrap();
-        let stream = StreamName::new(format!("licensepool-{sku}")).unwrap();
         let cmd = LicensePoolCommand::LoadKeys {
-            sku,
+            sku: sku.clone(),
             keys: keys.iter().map(|k| k.to_string()).collect(),
             now: Utc::now(),
         };
         app.services()
             .bus
-            .execute::<LicensePool>(&stream, &CommandContext::system("test"), cmd)
+            .execute::<LicensePool>(&sku, &CommandContext::system("test"), cmd)
             .await
             .expect("the keys load");
     }

@@ -9,7 +9,6 @@ use purser_command_api::CommandContext;
 use purser_command_api::gateway::stripe_webhook::signature_header;
 use purser_domain::payment::{Payment, PaymentCommand, PaymentMethod};
 use purser_domain::{Currency, Money, OrderId, PaymentId};
-use purser_event_store::StreamName;
 use serde_json::{Value, json};
 use support::{spawn_app, spawn_app_with};
 
@@ -37,10 +36,9 @@ async fn open_payment(app: &support::TestApp) -> (PaymentId, OrderId) {
         idempotency_key: payment_id.to_string(),
         now: Utc::now(),
     };
-    let stream = StreamName::new(payment_id.stream()).unwrap();
     app.services()
         .bus
-        .execute::<Payment>(&stream, &CommandContext::system("test"), cmd)
+        .execute::<Payment>(&payment_id, &CommandContext::system("test"), cmd)
         .await
         .unwrap();
     (payment_id, order_id)

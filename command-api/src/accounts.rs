@@ -11,7 +11,7 @@ use argon2::{Argon2, PasswordHash as Phc};
 use chrono::Utc;
 use purser_domain::customer::{Customer, CustomerCommand, CustomerState, PasswordHash, Role};
 use purser_domain::{CustomerId, Email, bounded_text};
-use purser_event_store::{Position, StreamName};
+use purser_event_store::Position;
 
 use crate::bus::CommandBus;
 use crate::context::CommandContext;
@@ -83,10 +83,6 @@ pub async fn verify_password(password: Password, hash: Option<String>) -> bool {
     .unwrap_or(false)
 }
 
-fn stream(id: CustomerId) -> StreamName {
-    StreamName::new(id.stream()).expect("customer ids make valid stream names")
-}
-
 /// Signs a customer up. A guest provisioned at an earlier checkout claims that account.
 pub async fn register(
     bus: &CommandBus,
@@ -109,7 +105,7 @@ pub async fn register(
     };
     let id = CustomerId::for_email(&email);
     // Refuse a taken address before spending time on hashing.
-    let (existing, _, _) = bus.load::<Customer>(&stream(id)).await?;
+    let (existing, _, _) = bus.load::<Customer>(&id).await?;
     if existing.registered {
         return Err(Failure::rejected(
             Some("email"),
@@ -120,7 +116,7 @@ pub async fn register(
     let password_hash = hash_password(password).await?;
     let done = bus
         .execute::<Customer>(
-            &stream(id),
+            &id,
             ctx,
             CustomerCommand::Register {
                 email,
@@ -140,7 +136,7 @@ pub async fn sign_in(
     password: Password,
 ) -> Result<CustomerState, Failure> {
     let id = CustomerId::for_email(&email);
-    let (state, _, _) = bus.load::<Customer>(&stream(id)).await?;
+    let (state, _, _) = bus.load::<Customer>(&id).await?;
     let hash = state.password_hash.as_ref().map(|h| h.as_phc().to_owned());
     if verify_password(password, hash).await {
         Ok(state)
@@ -167,9 +163,7 @@ pub async fn redeem_sign_in(
         expires_at,
         now: Utc::now(),
     };
-    let done = bus
-        .execute::<Customer>(&stream(customer_id), ctx, cmd)
-        .await?;
+    let done = bus.execute::<Customer>(&customer_id, ctx, cmd).await?;
     Ok((done.state, done.position))
 }
 
@@ -181,7 +175,7 @@ pub async fn grant_role(
     role: Role,
 ) -> Result<Option<Position>, Failure> {
     let id = CustomerId::for_email(email);
-    let (state, version, _) = bus.load::<Customer>(&stream(id)).await?;
+    let (state, version, _) = bus.load::<Customer>(&id).await?;
     if version.is_none() || !(state.registered || state.provisioned) {
         return Err(Failure::rejected(
             Some("email"),
@@ -191,7 +185,7 @@ pub async fn grant_role(
     }
     Ok(bus
         .execute::<Customer>(
-            &stream(id),
+            &id,
             ctx,
             CustomerCommand::GrantRole {
                 role,

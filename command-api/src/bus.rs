@@ -25,6 +25,14 @@ use rand::Rng;
 
 use crate::context::CommandContext;
 
+/// The stream that holds aggregate `A`'s instance `id`.
+pub fn stream_of<A: Aggregate>(id: &A::Id) -> StreamName {
+    // Every aggregate names its streams `<category>-<id>` with a lower-case category and an id
+    // that is a UUID or a SKU (at most 64 of `A-Z 0-9 - _ .`), so the name is always one the
+    // event store accepts; a test below builds one per aggregate to keep it so.
+    StreamName::new(A::stream(id)).expect("aggregate ids make valid stream names")
+}
+
 /// Why a command did not go through.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError<E: DomainError> {
@@ -98,8 +106,20 @@ impl CommandBus {
         &self.locks[(h % LOCK_STRIPES as u64) as usize]
     }
 
-    /// Loads the current state of an aggregate's stream, its version and last position.
+    /// Loads the current state of aggregate `A`'s instance `id`, its stream's version and last
+    /// position.
     pub async fn load<A>(
+        &self,
+        id: &A::Id,
+    ) -> Result<(A::State, Option<u64>, Option<Position>), StoreError>
+    where
+        A: Aggregate,
+        A::State: Send + Sync + 'static,
+    {
+        self.load_stream::<A>(&stream_of::<A>(id)).await
+    }
+
+    async fn load_stream<A>(
         &self,
         stream: &StreamName,
     ) -> Result<(A::State, Option<u64>, Option<Position>), StoreError>
@@ -178,10 +198,10 @@ impl CommandBus {
             .remove(stream.as_str());
     }
 
-    /// Runs `command` against the aggregate in `stream`.
+    /// Runs `command` against aggregate `A`'s instance `id`.
     pub async fn execute<A>(
         &self,
-        stream: &StreamName,
+        id: &A::Id,
         ctx: &CommandContext,
         command: A::Command,
     ) -> Result<Executed<A>, CommandError<A::Error>>
@@ -190,7 +210,7 @@ impl CommandBus {
         A::State: Send + Sync + 'static,
         A::Command: Clone,
     {
-        self.execute_all::<A>(stream, ctx, vec![command]).await
+        self.execute_all::<A>(id, ctx, vec![command]).await
     }
 
     /// Runs several commands against one aggregate as one unit: each is decided on the state
@@ -198,7 +218,7 @@ impl CommandBus {
     /// The first refusal refuses the whole unit.
     pub async fn execute_all<A>(
         &self,
-        stream: &StreamName,
+        id: &A::Id,
         ctx: &CommandContext,
         commands: Vec<A::Command>,
     ) -> Result<Executed<A>, CommandError<A::Error>>
@@ -207,6 +227,7 @@ impl CommandBus {
         A::State: Send + Sync + 'static,
         A::Command: Clone,
     {
+        let stream = &stream_of::<A>(id);
         let aggregate = A::CATEGORY;
         // A unit of several commands is labelled by its first (units are one kind of step,
         // such as a cart's lines added together).
@@ -284,7 +305,10 @@ impl CommandBus {
             let from_cache = unread.is_some();
             let (state, version, position) = match unread {
                 Some((state, version, position)) => (state, Some(version), Some(position)),
-                None => self.load::<A>(stream).await.map_err(CommandError::Store)?,
+                None => self
+                    .load_stream::<A>(stream)
+                    .await
+                    .map_err(CommandError::Store)?,
             };
             let mut events = Vec::new();
             let mut next = state.clone();
@@ -344,8 +368,10 @@ impl CommandBus {
                     if outcome.duplicate {
                         // The same command went through before; report the stream as it is.
                         self.forget(stream);
-                        let (state, version, position) =
-                            self.load::<A>(stream).await.map_err(CommandError::Store)?;
+                        let (state, version, position) = self
+                            .load_stream::<A>(stream)
+                            .await
+                            .map_err(CommandError::Store)?;
                         return Ok(Executed {
                             state,
                             events: vec![],
@@ -390,5 +416,42 @@ impl CommandBus {
         Err(CommandError::Conflict {
             stream: stream.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use purser_domain::cart::Cart;
+    use purser_domain::customer::Customer;
+    use purser_domain::inventory::Inventory;
+    use purser_domain::license::{License, LicensePool};
+    use purser_domain::notification::Notification;
+    use purser_domain::order::Order;
+    use purser_domain::payment::Payment;
+    use purser_domain::product::Product;
+    use purser_domain::{CartId, CustomerId, LicenseId, NotificationId, OrderId, PaymentId, Sku};
+
+    use super::stream_of;
+
+    #[test]
+    fn every_aggregate_id_names_a_valid_stream() {
+        let longest = Sku::parse(&"Z".repeat(Sku::MAX_LEN)).unwrap();
+        let odd = Sku::parse("a.b_c-9").unwrap();
+        for sku in [&longest, &odd] {
+            assert_eq!(stream_of::<Product>(sku).as_str(), sku.product_stream());
+            assert_eq!(stream_of::<Inventory>(sku).as_str(), sku.inventory_stream());
+            assert_eq!(
+                stream_of::<LicensePool>(sku).as_str(),
+                sku.license_pool_stream()
+            );
+        }
+        let order = OrderId::new();
+        assert_eq!(stream_of::<Order>(&order).as_str(), order.stream());
+        assert_eq!(stream_of::<Order>(&order).category(), "order");
+        stream_of::<Cart>(&CartId::new());
+        stream_of::<Payment>(&PaymentId::new());
+        stream_of::<Customer>(&CustomerId::new());
+        stream_of::<License>(&LicenseId::new());
+        stream_of::<Notification>(&NotificationId::new());
     }
 }

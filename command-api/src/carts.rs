@@ -18,7 +18,7 @@ use purser_domain::order::{Order, OrderCommand, OrderLine, OrderState, ShippingA
 use purser_domain::payment::PaymentMethod;
 use purser_domain::product::{Product, ProductKind, ProductState};
 use purser_domain::{Aggregate, CartId, Currency, CustomerId, Email, OrderId, Quantity, Sku};
-use purser_event_store::{Position, StreamName};
+use purser_event_store::Position;
 
 use crate::bus::{CommandBus, Executed};
 use crate::context::CommandContext;
@@ -31,21 +31,13 @@ pub struct Actor {
     pub admin: bool,
 }
 
-fn cart_stream(id: CartId) -> StreamName {
-    StreamName::new(id.stream()).expect("cart ids make valid stream names")
-}
-
-fn order_stream(id: OrderId) -> StreamName {
-    StreamName::new(id.stream()).expect("order ids make valid stream names")
-}
-
 /// Loads a cart the actor may use. Someone else's cart reads as not found.
 pub async fn load_cart(
     bus: &CommandBus,
     cart_id: CartId,
     actor: Actor,
 ) -> Result<CartState, Failure> {
-    let (state, version, _) = bus.load::<Cart>(&cart_stream(cart_id)).await?;
+    let (state, version, _) = bus.load::<Cart>(&cart_id).await?;
     let owner_ok = match state.customer_id {
         None => true,
         Some(owner) => actor.admin || actor.customer_id == Some(owner),
@@ -74,7 +66,7 @@ pub async fn create_cart(
         currency,
         now,
     };
-    Ok(bus.execute::<Cart>(&cart_stream(cart_id), ctx, cmd).await?)
+    Ok(bus.execute::<Cart>(&cart_id, ctx, cmd).await?)
 }
 
 /// What a cart line needs to know about its product right now.
@@ -89,8 +81,7 @@ async fn product_facts(
     bus: &CommandBus,
     sku: &Sku,
 ) -> Result<(ProductState, ProductFacts), Failure> {
-    let stream = StreamName::new(sku.product_stream()).expect("SKUs make valid stream names");
-    let (product, version, _) = bus.load::<Product>(&stream).await?;
+    let (product, version, _) = bus.load::<Product>(sku).await?;
     let (Some(_), Some(price)) = (version, product.price) else {
         return Err(Failure::rejected(
             Some("sku"),
@@ -109,8 +100,7 @@ async fn product_facts(
     let available = if digital {
         None
     } else {
-        let stream = StreamName::new(sku.inventory_stream()).expect("SKUs make valid stream names");
-        let (stock, _, _) = bus.load::<Inventory>(&stream).await?;
+        let (stock, _, _) = bus.load::<Inventory>(sku).await?;
         Some(stock.available())
     };
     let facts = ProductFacts {
@@ -150,34 +140,6 @@ pub async fn line_command(
             now,
         }
     })
-}
-
-pub async fn add_line(
-    bus: &CommandBus,
-    ctx: &CommandContext,
-    cart_id: CartId,
-    actor: Actor,
-    sku: Sku,
-    qty: Quantity,
-) -> Result<Executed<Cart>, Failure> {
-    load_cart(bus, cart_id, actor).await?;
-    let cmd = line_command(bus, sku, qty, false).await?;
-    Ok(bus.execute::<Cart>(&cart_stream(cart_id), ctx, cmd).await?)
-}
-
-pub async fn remove_line(
-    bus: &CommandBus,
-    ctx: &CommandContext,
-    cart_id: CartId,
-    actor: Actor,
-    sku: Sku,
-) -> Result<Executed<Cart>, Failure> {
-    load_cart(bus, cart_id, actor).await?;
-    let cmd = CartCommand::RemoveItem {
-        sku,
-        now: Utc::now(),
-    };
-    Ok(bus.execute::<Cart>(&cart_stream(cart_id), ctx, cmd).await?)
 }
 
 /// A checkout request, validated.
@@ -225,13 +187,11 @@ pub async fn check_out(
     let order_id = order_id_for(req.cart_id, key);
     // Each stream's events get ids derived from the key and that stream, so a retry appends
     // nothing to either.
-    let cart_ctx = ctx
-        .clone()
-        .idempotent(key, cart_stream(req.cart_id).as_str());
-    let order_ctx = ctx.clone().idempotent(key, order_stream(order_id).as_str());
+    let cart_ctx = ctx.clone().idempotent(key, &Cart::stream(&req.cart_id));
+    let order_ctx = ctx.clone().idempotent(key, &Order::stream(&order_id));
 
     // A retry of a checkout that went through returns the original order.
-    let (existing, version, position) = bus.load::<Order>(&order_stream(order_id)).await?;
+    let (existing, version, position) = bus.load::<Order>(&order_id).await?;
     if version.is_some() && existing.status.is_some() {
         return Ok(Placed {
             order_id,
@@ -306,7 +266,7 @@ pub async fn check_out(
 
     if matches!(cart.status, CartStatus::Open) {
         bus.execute::<Cart>(
-            &cart_stream(req.cart_id),
+            &req.cart_id,
             &cart_ctx,
             CartCommand::CheckOut {
                 order_id,
@@ -315,9 +275,7 @@ pub async fn check_out(
         )
         .await?;
     }
-    let placed = bus
-        .execute::<Order>(&order_stream(order_id), &order_ctx, place)
-        .await?;
+    let placed = bus.execute::<Order>(&order_id, &order_ctx, place).await?;
     Ok(Placed {
         order_id,
         position: placed.position,

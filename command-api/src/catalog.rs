@@ -4,7 +4,6 @@ use chrono::{DateTime, Utc};
 use purser_domain::inventory::{AdjustmentReason, Inventory, InventoryCommand};
 use purser_domain::product::{DigitalTerms, Product, ProductCommand, ProductDetails, ProductKind};
 use purser_domain::{Money, Quantity, Sku, ValueError};
-use purser_event_store::StreamName;
 
 use crate::bus::{CommandBus, CommandError, Executed};
 use crate::context::CommandContext;
@@ -49,14 +48,6 @@ impl NewProduct {
     }
 }
 
-pub fn product_stream(sku: &Sku) -> StreamName {
-    StreamName::new(sku.product_stream()).expect("SKUs make valid stream names")
-}
-
-pub fn inventory_stream(sku: &Sku) -> StreamName {
-    StreamName::new(sku.inventory_stream()).expect("SKUs make valid stream names")
-}
-
 type ProductResult = Result<Executed<Product>, CommandError<purser_domain::product::ProductError>>;
 type StockResult =
     Result<Executed<Inventory>, CommandError<purser_domain::inventory::InventoryError>>;
@@ -67,9 +58,9 @@ pub async fn create_product(
     p: NewProduct,
     now: DateTime<Utc>,
 ) -> ProductResult {
-    let stream = product_stream(&p.sku);
+    let id = p.sku.clone();
     bus.execute::<Product>(
-        &stream,
+        &id,
         ctx,
         ProductCommand::Create {
             sku: p.sku,
@@ -91,8 +82,7 @@ pub async fn update_product(
     sku: &Sku,
     command: ProductCommand,
 ) -> ProductResult {
-    bus.execute::<Product>(&product_stream(sku), ctx, command)
-        .await
+    bus.execute::<Product>(sku, ctx, command).await
 }
 
 pub async fn receive_stock(
@@ -102,8 +92,8 @@ pub async fn receive_stock(
     qty: Quantity,
     now: DateTime<Utc>,
 ) -> StockResult {
-    let stream = inventory_stream(&sku);
-    bus.execute::<Inventory>(&stream, ctx, InventoryCommand::Receive { sku, qty, now })
+    let id = sku.clone();
+    bus.execute::<Inventory>(&id, ctx, InventoryCommand::Receive { sku, qty, now })
         .await
 }
 
@@ -116,9 +106,9 @@ pub async fn adjust_stock(
     note: String,
     now: DateTime<Utc>,
 ) -> StockResult {
-    let stream = inventory_stream(&sku);
+    let id = sku.clone();
     bus.execute::<Inventory>(
-        &stream,
+        &id,
         ctx,
         InventoryCommand::Adjust {
             sku,

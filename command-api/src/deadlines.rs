@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use purser_domain::cart::{Cart, CartCommand, CartEvent};
 use purser_domain::events::AnyEvent;
 use purser_domain::inventory::{Inventory, InventoryCommand, InventoryEvent};
-use purser_domain::{CartId, DomainError, ReservationId};
+use purser_domain::{CartId, DomainError, ReservationId, Sku};
 use purser_event_store::{EventFilter, RecordedEvent, StreamName};
 use purser_projections::{Projection, ProjectionError, decode};
 use serde::{Deserialize, Serialize};
@@ -304,21 +304,20 @@ impl DeadlineWorker {
                 sku,
                 reservation_id,
             } => {
-                let stream =
-                    StreamName::new(format!("inventory-{sku}")).map_err(|e| e.to_string())?;
+                // The SKU comes back from the deadline's stored payload, so it is parsed again.
+                let sku = Sku::parse(sku).map_err(|e| e.to_string())?;
                 let cmd = InventoryCommand::Expire {
                     reservation_id: *reservation_id,
                     now,
                 };
-                ignore_refusal(self.bus.execute::<Inventory>(&stream, &ctx, cmd).await)
+                ignore_refusal(self.bus.execute::<Inventory>(&sku, &ctx, cmd).await)
             }
             DeadlinePayload::CartAbandonment { cart_id } => {
-                let stream = StreamName::new(cart_id.stream()).map_err(|e| e.to_string())?;
                 let cmd = CartCommand::Abandon {
                     now,
                     idle_after: self.cart_idle,
                 };
-                ignore_refusal(self.bus.execute::<Cart>(&stream, &ctx, cmd).await)
+                ignore_refusal(self.bus.execute::<Cart>(cart_id, &ctx, cmd).await)
             }
         }
     }

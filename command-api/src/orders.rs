@@ -10,17 +10,13 @@
 use chrono::{DateTime, Utc};
 use purser_domain::order::{CancelledBy, Order, OrderCommand, OrderState};
 use purser_domain::payment::{Payment, PaymentCommand};
-use purser_domain::{Money, OrderId};
-use purser_event_store::{Position, StreamName};
+use purser_domain::{Aggregate, Money, OrderId};
+use purser_event_store::Position;
 
 use crate::bus::{CommandBus, Executed};
 use crate::context::CommandContext;
 use crate::failure::Failure;
 use crate::gateway::{PaymentGateway, RefundRequest};
-
-fn order_stream(id: OrderId) -> StreamName {
-    StreamName::new(id.stream()).expect("order ids make valid stream names")
-}
 
 /// Loads an order; one the actor may not see reads as not found.
 pub async fn load_order(
@@ -28,7 +24,7 @@ pub async fn load_order(
     order_id: OrderId,
     may_see: impl Fn(&OrderState) -> bool,
 ) -> Result<OrderState, Failure> {
-    let (state, version, _) = bus.load::<Order>(&order_stream(order_id)).await?;
+    let (state, version, _) = bus.load::<Order>(&order_id).await?;
     if version.is_none() || state.status.is_none() || !may_see(&state) {
         return Err(Failure::rejected(
             Some("order_id"),
@@ -45,9 +41,7 @@ pub async fn run(
     order_id: OrderId,
     cmd: OrderCommand,
 ) -> Result<Executed<Order>, Failure> {
-    Ok(bus
-        .execute::<Order>(&order_stream(order_id), ctx, cmd)
-        .await?)
+    Ok(bus.execute::<Order>(&order_id, ctx, cmd).await?)
 }
 
 pub async fn cancel(
@@ -79,9 +73,7 @@ pub async fn refund(
             "this order has no payment to refund",
         ));
     };
-    let payment_stream =
-        StreamName::new(payment_id.stream()).expect("payment ids make valid stream names");
-    let (payment, _, _) = bus.load::<Payment>(&payment_stream).await?;
+    let (payment, _, _) = bus.load::<Payment>(&payment_id).await?;
     let (Some(captured), Some(gateway_reference)) =
         (payment.amount, payment.gateway_reference.clone())
     else {
@@ -108,10 +100,12 @@ pub async fn refund(
         ));
     }
     let reference = format!("admin-refund-{order_id}-{}", idempotency_key.trim());
-    let payment_ctx = ctx.clone().idempotent(&reference, payment_stream.as_str());
+    let payment_ctx = ctx
+        .clone()
+        .idempotent(&reference, &Payment::stream(&payment_id));
     let order_ctx = ctx
         .clone()
-        .idempotent(&reference, order_stream(order_id).as_str());
+        .idempotent(&reference, &Order::stream(&order_id));
     if !payment.refund_references.contains(&reference) {
         let request = RefundRequest {
             payment_id,
@@ -134,7 +128,7 @@ pub async fn refund(
             refund_reference: reference.clone(),
             now: Utc::now(),
         };
-        bus.execute::<Payment>(&payment_stream, &payment_ctx, cmd)
+        bus.execute::<Payment>(&payment_id, &payment_ctx, cmd)
             .await?;
     }
     let cmd = OrderCommand::Refund {

@@ -10,7 +10,6 @@
 use chrono::{DateTime, Utc};
 use purser_domain::payment::{Payment, PaymentCommand};
 use purser_domain::{DomainError, PaymentId};
-use purser_event_store::StreamName;
 
 use crate::bus::{CommandBus, CommandError};
 use crate::context::CommandContext;
@@ -85,10 +84,9 @@ pub async fn handle_stripe(
             reason: "the payment intent was not created by Purser".into(),
         });
     };
-    let stream = StreamName::new(payment_id.stream()).expect("payment ids make valid stream names");
     let mut ctx = CommandContext::system("stripe-webhook");
     ctx.command_id = Some(purser_domain::derive_id(&["stripe-webhook", &event.id]));
-    match bus.execute::<Payment>(&stream, &ctx, command).await {
+    match bus.execute::<Payment>(&payment_id, &ctx, command).await {
         Ok(_) => Ok(WebhookOutcome::Applied { payment_id }),
         // The payment already reached another end (a late failure after a capture, say):
         // acknowledge, so Stripe stops retrying; the payment's own history stands.

@@ -91,15 +91,15 @@ async fn a_refusal_decided_on_a_stale_cache_is_decided_again_on_the_stored_strea
     let t = two_buses().await;
     let r = ReservationId::new();
     // A knows the stream without the reservation; B then makes it.
-    t.a.execute::<Inventory>(&t.stream, &ctx(), receive(&t.sku, 5))
+    t.a.execute::<Inventory>(&t.sku, &ctx(), receive(&t.sku, 5))
         .await
         .unwrap();
-    t.b.execute::<Inventory>(&t.stream, &ctx(), reserve(&t.sku, r, 2))
+    t.b.execute::<Inventory>(&t.sku, &ctx(), reserve(&t.sku, r, 2))
         .await
         .unwrap();
     // On A's cache the reservation does not exist (ReservationNotFound); on the stream it does.
     let confirmed =
-        t.a.execute::<Inventory>(&t.stream, &ctx(), confirm(r))
+        t.a.execute::<Inventory>(&t.sku, &ctx(), confirm(r))
             .await
             .expect("the confirmation is decided on the stream as stored, not on A's stale cache");
     assert!(matches!(
@@ -117,19 +117,19 @@ async fn a_refusal_decided_on_a_stale_cache_is_decided_again_on_the_stored_strea
 async fn work_decided_on_a_stale_cache_becomes_the_no_op_the_stored_stream_calls_for() {
     let t = two_buses().await;
     let r = ReservationId::new();
-    t.a.execute::<Inventory>(&t.stream, &ctx(), receive(&t.sku, 5))
+    t.a.execute::<Inventory>(&t.sku, &ctx(), receive(&t.sku, 5))
         .await
         .unwrap();
-    t.a.execute::<Inventory>(&t.stream, &ctx(), reserve(&t.sku, r, 2))
+    t.a.execute::<Inventory>(&t.sku, &ctx(), reserve(&t.sku, r, 2))
         .await
         .unwrap();
     // B releases the reservation. On A's cache it is still active, so releasing it there is
     // real work; on the stream it is already done, a no-op. The stream must win.
-    t.b.execute::<Inventory>(&t.stream, &ctx(), release(r))
+    t.b.execute::<Inventory>(&t.sku, &ctx(), release(r))
         .await
         .unwrap();
     let again =
-        t.a.execute::<Inventory>(&t.stream, &ctx(), release(r))
+        t.a.execute::<Inventory>(&t.sku, &ctx(), release(r))
             .await
             .unwrap();
     assert!(
@@ -142,9 +142,7 @@ async fn work_decided_on_a_stale_cache_becomes_the_no_op_the_stored_stream_calls
         ["StockReceived", "StockReserved", "ReservationReleased"]
     );
     // And a refusal the stored stream agrees with is still reported as a refusal.
-    let refused =
-        t.a.execute::<Inventory>(&t.stream, &ctx(), confirm(r))
-            .await;
+    let refused = t.a.execute::<Inventory>(&t.sku, &ctx(), confirm(r)).await;
     assert!(matches!(
         refused,
         Err(CommandError::Domain(InventoryError::ReservationNotActive(
@@ -156,15 +154,15 @@ async fn work_decided_on_a_stale_cache_becomes_the_no_op_the_stored_stream_calls
 #[tokio::test]
 async fn events_decided_on_a_stale_cache_are_refused_by_the_store_and_decided_again() {
     let t = two_buses().await;
-    t.a.execute::<Inventory>(&t.stream, &ctx(), receive(&t.sku, 3))
+    t.a.execute::<Inventory>(&t.sku, &ctx(), receive(&t.sku, 3))
         .await
         .unwrap();
     // B takes all three units; A's cache still shows three available.
-    t.b.execute::<Inventory>(&t.stream, &ctx(), reserve(&t.sku, ReservationId::new(), 3))
+    t.b.execute::<Inventory>(&t.sku, &ctx(), reserve(&t.sku, ReservationId::new(), 3))
         .await
         .unwrap();
     let second =
-        t.a.execute::<Inventory>(&t.stream, &ctx(), reserve(&t.sku, ReservationId::new(), 2))
+        t.a.execute::<Inventory>(&t.sku, &ctx(), reserve(&t.sku, ReservationId::new(), 2))
             .await
             .unwrap();
     assert!(

@@ -1,6 +1,6 @@
 //! The shapes every aggregate and every event type share.
 
-use std::fmt::Debug;
+use std::fmt::{Debug, Display};
 
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -14,6 +14,8 @@ use serde_json::Value;
 pub trait Aggregate {
     /// The stream category, e.g. `"order"`; streams are named `order-<id>`.
     const CATEGORY: &'static str;
+    /// What tells one instance from another: a typed id, or the SKU for per-product streams.
+    type Id: Display;
     type State: Default + Clone + Debug;
     type Command: Debug + CommandName;
     type Event: Event;
@@ -22,6 +24,11 @@ pub trait Aggregate {
     fn decide(state: &Self::State, command: Self::Command)
     -> Result<Vec<Self::Event>, Self::Error>;
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
+
+    /// The name of the stream that holds the history of instance `id`, `<CATEGORY>-<id>`.
+    fn stream(id: &Self::Id) -> String {
+        format!("{}-{id}", Self::CATEGORY)
+    }
 
     /// Folds a history into a state.
     fn fold<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self::State
@@ -206,5 +213,38 @@ pub mod testing {
         pub fn result(self) -> Result<Vec<A::Event>, A::Error> {
             self.result
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Aggregate;
+    use crate::cart::Cart;
+    use crate::customer::Customer;
+    use crate::inventory::Inventory;
+    use crate::license::{License, LicensePool};
+    use crate::notification::Notification;
+    use crate::order::Order;
+    use crate::payment::Payment;
+    use crate::product::Product;
+    use crate::*;
+
+    /// Stored streams are found by name, so the typed names must be exactly the ones the ids
+    /// and SKUs have always produced.
+    #[test]
+    fn stream_names_are_the_stored_ones() {
+        let uuid = uuid::Uuid::from_u128(0x0193_0000_0000_7000_8000_0000_0000_0001);
+        let sku = Sku::parse("lap-13").unwrap();
+        assert_eq!(Order::stream(&OrderId(uuid)), format!("order-{uuid}"));
+        assert_eq!(Order::stream(&OrderId(uuid)), OrderId(uuid).stream());
+        assert_eq!(Cart::stream(&CartId(uuid)), CartId(uuid).stream());
+        assert_eq!(Payment::stream(&PaymentId(uuid)), PaymentId(uuid).stream());
+        assert_eq!(Customer::stream(&CustomerId(uuid)), CustomerId(uuid).stream());
+        assert_eq!(License::stream(&LicenseId(uuid)), LicenseId(uuid).stream());
+        assert_eq!(Notification::stream(&NotificationId(uuid)), NotificationId(uuid).stream());
+        assert_eq!(Product::stream(&sku), "product-LAP-13");
+        assert_eq!(Product::stream(&sku), sku.product_stream());
+        assert_eq!(Inventory::stream(&sku), sku.inventory_stream());
+        assert_eq!(LicensePool::stream(&sku), sku.license_pool_stream());
     }
 }

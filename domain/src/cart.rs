@@ -251,6 +251,7 @@ impl Cart {
 
 impl Aggregate for Cart {
     const CATEGORY: &'static str = "cart";
+    type Id = CartId;
     type State = CartState;
     type Command = CartCommand;
     type Event = CartEvent;

@@ -199,6 +199,7 @@ pub struct Customer;
 
 impl Aggregate for Customer {
     const CATEGORY: &'static str = "customer";
+    type Id = CustomerId;
     type State = CustomerState;
     type Command = CustomerCommand;
     type Event = CustomerEvent;

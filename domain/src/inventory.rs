@@ -260,6 +260,7 @@ impl Inventory {
 
 impl Aggregate for Inventory {
     const CATEGORY: &'static str = "inventory";
+    type Id = Sku;
     type State = InventoryState;
     type Command = InventoryCommand;
     type Event = InventoryEvent;

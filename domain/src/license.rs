@@ -117,6 +117,7 @@ impl LicensePool {
 
 impl Aggregate for LicensePool {
     const CATEGORY: &'static str = "licensepool";
+    type Id = Sku;
     type State = LicensePoolState;
     type Command = LicensePoolCommand;
     type Event = LicensePoolEvent;
@@ -319,6 +320,7 @@ impl License {
 
 impl Aggregate for License {
     const CATEGORY: &'static str = "license";
+    type Id = LicenseId;
     type State = LicenseState;
     type Command = LicenseCommand;
     type Event = LicenseEvent;

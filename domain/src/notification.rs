@@ -135,6 +135,7 @@ impl Notification {
 
 impl Aggregate for Notification {
     const CATEGORY: &'static str = "notification";
+    type Id = NotificationId;
     type State = NotificationState;
     type Command = NotificationCommand;
     type Event = NotificationEvent;

@@ -313,6 +313,7 @@ pub struct Payment;
 
 impl Aggregate for Payment {
     const CATEGORY: &'static str = "payment";
+    type Id = PaymentId;
     type State = PaymentState;
     type Command = PaymentCommand;
     type Event = PaymentEvent;

@@ -258,6 +258,7 @@ pub struct Product;
 
 impl Aggregate for Product {
     const CATEGORY: &'static str = "product";
+    type Id = Sku;
     type State = ProductState;
     type Command = ProductCommand;
     type Event = ProductEvent;

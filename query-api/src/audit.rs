@@ -319,7 +319,7 @@ impl AuditQuery {
         let log = AuditLog::from_ctx(ctx)?;
         let order_id = OrderId(parse_uuid_id("Order", &id)?);
         let cut = Cut::parse(position, at)?;
-        let stream = stream_name(order_id.stream(), "id")?;
+        let stream = stream_name(Order::stream(&order_id), "id")?;
         let Some((state, as_of)) = fold_as_of::<Order>(&*log.store, &stream, cut).await? else {
             return Ok(None);
         };
@@ -346,7 +346,7 @@ impl AuditQuery {
         let log = AuditLog::from_ctx(ctx)?;
         let cart_id = CartId(parse_uuid_id("Cart", &id)?);
         let cut = Cut::parse(position, at)?;
-        let stream = stream_name(cart_id.stream(), "id")?;
+        let stream = stream_name(Cart::stream(&cart_id), "id")?;
         let Some((state, as_of)) = fold_as_of::<Cart>(&*log.store, &stream, cut).await? else {
             return Ok(None);
         };
@@ -378,7 +378,7 @@ impl AuditQuery {
         let log = AuditLog::from_ctx(ctx)?;
         let sku = Sku::parse(&sku).map_err(|e| bad_argument("sku", e.to_string()))?;
         let cut = Cut::parse(position, at)?;
-        let stream = stream_name(sku.inventory_stream(), "sku")?;
+        let stream = stream_name(Inventory::stream(&sku), "sku")?;
         let Some((state, as_of)) = fold_as_of::<Inventory>(&*log.store, &stream, cut).await? else {
             return Ok(None);
         };

@@ -128,7 +128,7 @@ impl SubscriptionRoot {
             .parse()
             .map_err(|_| bad_input("orderId is not a valid Order id"))?;
         let missing = || not_found("no such order");
-        let stream_name = StreamName::new(order_id.stream()).map_err(|_| missing())?;
+        let stream_name = StreamName::new(Order::stream(&order_id)).map_err(|_| missing())?;
 
         // Listen before reading the history, so nothing can fall between the two.
         feed.ensure_started().await.map_err(store_error)?;

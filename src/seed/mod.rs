@@ -10,8 +10,9 @@ use chrono::Utc;
 use futures::StreamExt;
 use purser_command_api::catalog::{self, NewProduct};
 use purser_command_api::{CommandContext, CommandError};
+use purser_domain::inventory::Inventory;
 use purser_domain::product::{DigitalTerms, LicenseSource};
-use purser_domain::{Currency, Money, Quantity};
+use purser_domain::{Aggregate, Currency, Money, Quantity};
 
 use crate::app::Services;
 
@@ -241,9 +242,10 @@ pub async fn seed(services: &Services, count: usize) -> anyhow::Result<SeedRepor
             };
             let mut received = false;
             if let Some(qty) = stock {
-                let stream = catalog::inventory_stream(&sku);
-                let ctx = CommandContext::system("seed")
-                    .idempotent(&format!("seed-initial-stock-{sku}"), stream.as_str());
+                let ctx = CommandContext::system("seed").idempotent(
+                    &format!("seed-initial-stock-{sku}"),
+                    &Inventory::stream(&sku),
+                );
                 let qty = Quantity::new(qty).expect("demo quantities are positive");
                 let done = catalog::receive_stock(bus, &ctx, sku.clone(), qty, Utc::now())
                     .await

@@ -9,7 +9,7 @@ use purser_domain::cart::CartCommand;
 use purser_domain::order::ShippingAddress;
 use purser_domain::payment::PaymentMethod;
 use purser_domain::{CartId, Currency, Email, OrderId, ValueError};
-use purser_event_store::{Position, StreamName};
+use purser_event_store::Position;
 
 use crate::trace::TraceKind;
 
@@ -227,9 +227,8 @@ impl CartMutation {
                     })
                 })
                 .collect::<Result<Vec<_>, Rejection>>()?;
-            let stream = StreamName::new(id.stream()).expect("cart ids make valid stream names");
             Ok(
-                b.execute_all::<purser_domain::cart::Cart>(&stream, &cmd_ctx, commands)
+                b.execute_all::<purser_domain::cart::Cart>(&id, &cmd_ctx, commands)
                     .await?
                     .position,
             )
@@ -336,9 +335,8 @@ impl CartMutation {
                 let qty = parse_quantity(line.quantity)?;
                 commands.push(carts::line_command(b, sku, qty, set).await?);
             }
-            let stream = StreamName::new(id.stream()).expect("cart ids make valid stream names");
             Ok(
-                b.execute_all::<purser_domain::cart::Cart>(&stream, &cmd_ctx, commands)
+                b.execute_all::<purser_domain::cart::Cart>(&id, &cmd_ctx, commands)
                     .await?
                     .position,
             )

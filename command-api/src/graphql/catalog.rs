@@ -161,10 +161,7 @@ fn product_payload(
 
 /// Stock only exists for physical products that exist.
 async fn require_physical_product(bus: &CommandBus, sku: &Sku) -> Result<(), Rejection> {
-    let (state, version, _) = bus
-        .load::<Product>(&catalog::product_stream(sku))
-        .await
-        .map_err(Rejection::from)?;
+    let (state, version, _) = bus.load::<Product>(sku).await.map_err(Rejection::from)?;
     if version.is_none() {
         return Err(Rejection::user(
             Some("sku"),

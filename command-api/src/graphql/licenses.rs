@@ -5,7 +5,6 @@ use chrono::Utc;
 use purser_api_core::wire::UserError;
 use purser_domain::license::{LicensePool, LicensePoolCommand, LicensePoolEvent};
 use purser_domain::product::{LicenseSource, Product, ProductKind};
-use purser_event_store::StreamName;
 
 use super::{Rejection, bus, command_context, parse_sku, require_admin, settle};
 
@@ -42,9 +41,7 @@ impl LicenseMutation {
         let outcome = async {
             let sku = parse_sku(&input.sku)?;
             let b = bus(ctx);
-            let product_stream =
-                StreamName::new(sku.product_stream()).expect("SKUs make valid stream names");
-            let (product, version, _) = b.load::<Product>(&product_stream).await?;
+            let (product, version, _) = b.load::<Product>(&sku).await?;
             if version.is_none() {
                 return Err(Rejection::user(
                     Some("sku"),
@@ -65,14 +62,12 @@ impl LicenseMutation {
                     format!("{sku} does not take its license keys from a pool"),
                 ));
             }
-            let pool =
-                StreamName::new(sku.license_pool_stream()).expect("SKUs make valid stream names");
             let cmd = LicensePoolCommand::LoadKeys {
-                sku,
+                sku: sku.clone(),
                 keys: input.keys,
                 now: Utc::now(),
             };
-            let done = b.execute::<LicensePool>(&pool, &cmd_ctx, cmd).await?;
+            let done = b.execute::<LicensePool>(&sku, &cmd_ctx, cmd).await?;
             for e in &done.events {
                 if let LicensePoolEvent::LicenseKeysLoaded { keys, .. } = e {
                     loaded += keys.len() as i32;

@@ -49,7 +49,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::bus::{CommandBus, CommandError};
+use crate::bus::{CommandBus, CommandError, stream_of};
 use crate::context::CommandContext;
 use crate::polling::{due_in, run_rounds, sooner};
 use purser_api_core::config::{ConfigError, http_base_url};
@@ -427,8 +427,7 @@ impl NotificationWorker {
 
     /// One attempt at one notification. `Err` means nothing was sent and nothing recorded.
     async fn attempt(&self, id: NotificationId) -> Result<(), Postpone> {
-        let stream = stream(id.stream())?;
-        let (state, _, _) = self.bus.load::<Notification>(&stream).await?;
+        let (state, _, _) = self.bus.load::<Notification>(&id).await?;
         let (Some(kind), Some(to)) = (state.kind, state.to.clone()) else {
             return Err(Postpone::Other(
                 "the notification's stream holds no queued event".into(),
@@ -460,10 +459,10 @@ impl NotificationWorker {
         };
         match outcome {
             Ok(()) => {
-                self.record_sent(&stream, id, kind, attempt).await;
+                self.record_sent(id, kind, attempt).await;
                 Ok(())
             }
-            Err(e) => self.record_failed(&stream, id, kind, attempt, e).await,
+            Err(e) => self.record_failed(id, kind, attempt, e).await,
         }
     }
 
@@ -471,15 +470,10 @@ impl NotificationWorker {
     /// and the attempt, so recording the same outcome again appends nothing. The outcome joins
     /// the request that queued the notification (same correlation id, caused by the
     /// `NotificationQueued` event), so an order's history reads as one story.
-    async fn context(
-        &self,
-        stream: &StreamName,
-        id: NotificationId,
-        outcome: &str,
-        attempt: u32,
-    ) -> CommandContext {
+    async fn context(&self, id: NotificationId, outcome: &str, attempt: u32) -> CommandContext {
         let mut ctx = CommandContext::system("notifications");
-        match self.bus.store().read_stream(stream, 0, 1).await {
+        let stream = stream_of::<Notification>(&id);
+        match self.bus.store().read_stream(&stream, 0, 1).await {
             Ok(first) => {
                 if let Some(queued) = first.first() {
                     ctx.causation_id = Some(queued.id);
@@ -505,21 +499,15 @@ impl NotificationWorker {
     /// Records a sent email. The email is already out, so this tries hard: a few retries
     /// in-process, and if the store stays unreachable the row keeps its lease, which expires
     /// into the documented at-least-once resend.
-    async fn record_sent(
-        &self,
-        stream: &StreamName,
-        id: NotificationId,
-        kind: NotificationKind,
-        attempt: u32,
-    ) {
-        let ctx = self.context(stream, id, "sent", attempt).await;
+    async fn record_sent(&self, id: NotificationId, kind: NotificationKind, attempt: u32) {
+        let ctx = self.context(id, "sent", attempt).await;
         let mut pause = Duration::from_millis(100);
         for tries_left in (0..5).rev() {
             let cmd = NotificationCommand::MarkSent {
                 attempt,
                 now: Utc::now(),
             };
-            match self.bus.execute::<Notification>(stream, &ctx, cmd).await {
+            match self.bus.execute::<Notification>(&id, &ctx, cmd).await {
                 Ok(_) => {
                     tracing::info!(notification = %id, kind = kind.as_str(), attempt, "email sent");
                     return;
@@ -542,7 +530,6 @@ impl NotificationWorker {
 
     async fn record_failed(
         &self,
-        stream: &StreamName,
         id: NotificationId,
         kind: NotificationKind,
         attempt: u32,
@@ -559,14 +546,14 @@ impl NotificationWorker {
         } else {
             tracing::warn!(notification = %id, kind = kind.as_str(), attempt, error = %error, "an email could not be sent; will retry");
         }
-        let ctx = self.context(stream, id, "failed", attempt).await;
+        let ctx = self.context(id, "failed", attempt).await;
         let cmd = NotificationCommand::MarkFailed {
             attempt,
             error: error.message,
             next_attempt_at,
             now,
         };
-        match self.bus.execute::<Notification>(stream, &ctx, cmd).await {
+        match self.bus.execute::<Notification>(&id, &ctx, cmd).await {
             Ok(_) => Ok(()),
             // Another process sent it meanwhile: nothing left to do.
             Err(CommandError::Domain(NotificationError::AlreadySent)) => Ok(()),
@@ -583,18 +570,16 @@ impl NotificationWorker {
         kind: NotificationKind,
         state: &NotificationState,
     ) -> Result<RenderedEmail, Compose> {
-        let order_stream = stream(state.order_id.stream()).map_err(Compose::Postpone)?;
         let (order, _, _) = self
             .bus
-            .load::<Order>(&order_stream)
+            .load::<Order>(&state.order_id)
             .await
             .map_err(|e| Compose::Postpone(e.into()))?;
         let license = match (kind, state.license_id) {
             (NotificationKind::LicenseReady, Some(license_id)) => {
-                let s = stream(license_id.stream()).map_err(Compose::Postpone)?;
                 let (license, _, _) = self
                     .bus
-                    .load::<License>(&s)
+                    .load::<License>(&license_id)
                     .await
                     .map_err(|e| Compose::Postpone(e.into()))?;
                 if license.revoked {
@@ -614,7 +599,7 @@ impl NotificationWorker {
             NotificationKind::Refunded | NotificationKind::PaymentFailed
         ) {
             let events = self
-                .order_events(&order_stream)
+                .order_events(&stream_of::<Order>(&state.order_id))
                 .await
                 .map_err(Compose::Postpone)?;
             refund = refund_for(id, state.order_id, &events);
@@ -656,10 +641,6 @@ enum Compose {
     Postpone(Postpone),
     /// The order cannot yield this email; retrying will not change that.
     Template(String),
-}
-
-fn stream(name: String) -> Result<StreamName, Postpone> {
-    StreamName::new(name).map_err(|e| Postpone::Other(e.to_string()))
 }
 
 /// The refund a `Refunded` notification is about. The checkout derives the notification's id
