@@ -335,8 +335,17 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
 
 /// What the HTTP layer needs of the services.
 fn http_state(services: &Services, role: Role) -> HttpState {
+    let schema = services.schema_for(role);
+    let limits = services.config.budgets.admission.clone();
     HttpState {
-        schema: services.schema_for(role),
+        ws: crate::websocket::WsState::new(
+            schema.clone(),
+            services.tokens.clone(),
+            limits.clone(),
+            services.config.budgets.websocket.clone(),
+        ),
+        limits,
+        schema,
         pool: services.pool.clone(),
         store: services.store.clone(),
         tokens: services.tokens.clone(),

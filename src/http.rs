@@ -8,9 +8,6 @@
 
 use std::sync::Arc;
 
-use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
-};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -24,12 +21,11 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::admission::{self, Limits, Refusal, Transport};
 use crate::schema::PurserSchema;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
-/// The most aliased fields one GraphQL document may contain.
-pub const MAX_ALIASES: usize = 30;
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -38,6 +34,10 @@ pub struct HttpState {
     pub store: Arc<dyn EventStore>,
     pub tokens: Tokens,
     pub bus: purser_command_api::CommandBus,
+    /// What one GraphQL request may be (admission).
+    pub limits: Limits,
+    /// GraphQL over WebSocket.
+    pub ws: crate::websocket::WsState,
     /// Set when the Stripe gateway is configured; the webhook endpoint answers 404 otherwise.
     pub stripe_webhook_secret: Option<String>,
 }
@@ -242,68 +242,15 @@ fn negotiate(headers: &HeaderMap) -> Result<MediaType, Box<Response>> {
     }
 }
 
-/// What a document is, found before execution.
-struct Shape {
-    operation: Option<OperationType>,
-    aliases: usize,
-}
-
-fn count_aliases(set: &SelectionSet, doc: &ExecutableDocument, depth: usize) -> usize {
-    if depth > 64 {
-        return 0;
-    }
-    set.items
-        .iter()
-        .map(|sel| match &sel.node {
-            Selection::Field(f) => {
-                usize::from(f.node.alias.is_some())
-                    + count_aliases(&f.node.selection_set.node, doc, depth + 1)
-            }
-            Selection::InlineFragment(f) => {
-                count_aliases(&f.node.selection_set.node, doc, depth + 1)
-            }
-            Selection::FragmentSpread(s) => doc
-                .fragments
-                .get(&s.node.fragment_name.node)
-                .map(|f| count_aliases(&f.node.selection_set.node, doc, depth + 1))
-                .unwrap_or(0),
-        })
-        .sum()
-}
-
-fn shape(query: &str, operation_name: Option<&str>) -> Option<Shape> {
-    let doc = async_graphql::parser::parse_query(query).ok()?;
-    let operation = match &doc.operations {
-        DocumentOperations::Single(op) => Some(op.node.ty),
-        DocumentOperations::Multiple(ops) => match operation_name {
-            Some(name) => ops
-                .iter()
-                .find(|(n, _)| n.as_str() == name)
-                .map(|(_, op)| op.node.ty),
-            None => None,
-        },
-    };
-    let mut aliases = 0;
-    for (_, op) in doc.operations.iter() {
-        aliases += count_aliases(&op.node.selection_set.node, &doc, 0);
-    }
-    Some(Shape { operation, aliases })
-}
-
 async fn execute(
     state: &HttpState,
     headers: &HeaderMap,
-    request: async_graphql::Request,
+    mut request: async_graphql::Request,
     media: MediaType,
+    transport: Transport,
 ) -> Response {
-    if let Some(s) = shape(&request.query, request.operation_name.as_deref())
-        && s.aliases > MAX_ALIASES
-    {
-        return graphql_error(
-            media,
-            "TOO_MANY_ALIASES",
-            format!("a document may use at most {MAX_ALIASES} aliases"),
-        );
+    if let Err(refusal) = admission::admit(&mut request, transport, &state.limits) {
+        return refused(media, transport, &refusal);
     }
     let viewer = match viewer(state, headers) {
         Ok(v) => v,
@@ -316,16 +263,41 @@ async fn execute(
     let request_error = response.data == async_graphql::Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
-    let body = serde_json::to_string(&response)
-        .unwrap_or_else(|_| r#"{"errors":[{"message":"response could not be encoded"}]}"#.into());
+    let mut body = serde_json::to_value(&response)
+        .unwrap_or_else(|_| json!({ "errors": [{ "message": "response could not be encoded" }] }));
     let (status, content_type) = match media {
         MediaType::GraphQlResponseJson if request_error => {
+            // The GraphQL-over-HTTP spec: a request that never executed has no `data` entry.
+            if let Some(map) = body.as_object_mut() {
+                map.remove("data");
+            }
             (StatusCode::BAD_REQUEST, "application/graphql-response+json")
         }
         MediaType::GraphQlResponseJson => (StatusCode::OK, "application/graphql-response+json"),
         MediaType::Json => (StatusCode::OK, "application/json"),
     };
-    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, content_type)],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A request admission turned away: a 405 for a write sent with GET, otherwise a GraphQL
+/// error with the refusal's code.
+fn refused(media: MediaType, transport: Transport, refusal: &Refusal) -> Response {
+    if transport == Transport::Get && matches!(refusal, Refusal::WrongTransport { .. }) {
+        let mut r = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            refusal.code(),
+            refusal.to_string(),
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        return r;
+    }
+    graphql_error(media, refusal.code(), refusal.to_string())
 }
 
 fn graphql_error(media: MediaType, code: &str, message: String) -> Response {
@@ -398,7 +370,7 @@ async fn graphql_post(
             );
         }
     };
-    execute(&state, &headers, request, media).await
+    execute(&state, &headers, request, media, Transport::Post).await
 }
 
 async fn graphql_get(State(state): State<HttpState>, request: axum::extract::Request) -> Response {
@@ -421,12 +393,11 @@ async fn graphql_get(State(state): State<HttpState>, request: axum::extract::Req
         return match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &state)
             .await
         {
-            Ok(ws) => websocket(state, protocol, ws),
+            Ok(ws) => crate::websocket::upgrade(state.ws.clone(), protocol, ws),
             Err(e) => e.into_response(),
         };
     }
     let headers = parts.headers;
-    let method = parts.method;
     let params: std::collections::HashMap<String, String> =
         match Query::<std::collections::HashMap<String, String>>::try_from_uri(&parts.uri) {
             Ok(Query(p)) => p,
@@ -473,85 +444,7 @@ async fn graphql_get(State(state): State<HttpState>, request: axum::extract::Req
             }
         }
     }
-    if let Some(s) = shape(query, request.operation_name.as_deref())
-        && s.operation != Some(OperationType::Query)
-        && s.operation.is_some()
-    {
-        let mut r = error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            format!(
-                "only queries may be sent with {method}; use POST (or a WebSocket for subscriptions)"
-            ),
-        );
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
-        return r;
-    }
-    execute(&state, &headers, request, media).await
-}
-
-/// GraphQL over WebSocket (`graphql-transport-ws`, and the older `graphql-ws`), for
-/// subscriptions. The bearer token goes in `connection_init`'s payload as
-/// `{"Authorization": "Bearer <token>"}` (or `{"token": "<token>"}`); a bad one ends the
-/// connection.
-fn websocket(
-    state: HttpState,
-    protocol: async_graphql_axum::GraphQLProtocol,
-    ws: axum::extract::ws::WebSocketUpgrade,
-) -> Response {
-    let schema = state.schema.clone();
-    let tokens = state.tokens.clone();
-    ws.protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| async move {
-            let _open = OpenWebSocket::count();
-            async_graphql_axum::GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let token = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(|v| v.as_str())
-                        .map(|v| {
-                            v.trim_start_matches("Bearer ")
-                                .trim_start_matches("bearer ")
-                                .to_owned()
-                        })
-                        .or_else(|| {
-                            payload
-                                .get("token")
-                                .and_then(|v| v.as_str())
-                                .map(str::to_owned)
-                        });
-                    let viewer = match token {
-                        None => Viewer::anonymous(),
-                        Some(t) => tokens
-                            .verify(&t)
-                            .map_err(|e| async_graphql::Error::new(e.to_string()))?,
-                    };
-                    let mut data = async_graphql::Data::default();
-                    data.insert(viewer);
-                    Ok(data)
-                })
-                .serve()
-                .await
-        })
-}
-
-/// Counts an open GraphQL WebSocket in `purser_websocket_connections` until dropped, however
-/// the connection ends.
-struct OpenWebSocket;
-
-impl OpenWebSocket {
-    fn count() -> OpenWebSocket {
-        metrics::gauge!("purser_websocket_connections").increment(1.0);
-        OpenWebSocket
-    }
-}
-
-impl Drop for OpenWebSocket {
-    fn drop(&mut self) {
-        metrics::gauge!("purser_websocket_connections").decrement(1.0);
-    }
+    execute(&state, &headers, request, media, Transport::Get).await
 }
 
 /// Stripe's webhook endpoint. 200 once processed (or deliberately ignored), 400 for a forged,

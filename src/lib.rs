@@ -1,6 +1,7 @@
 //! The `purser` binary as a library: configuration, wiring, HTTP and the CLI, so every part
 //! can be started from tests exactly as the binary starts it.
 
+pub mod admission;
 pub mod app;
 pub mod audit;
 pub mod cli;
@@ -13,4 +14,5 @@ pub(crate) mod scratch;
 pub mod seed;
 pub mod telemetry;
 pub mod users;
+pub mod websocket;
 pub mod workers;

@@ -3,11 +3,15 @@
 //! Every problem is reported as one sentence naming the variable and what it should look
 //! like; secrets are never echoed back.
 
+mod budgets;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use purser_api_core::config::http_base_url;
+
+pub use budgets::{Budgets, RateLimit};
 use purser_api_core::config::{ConfigError, Secret, redact_url};
 use sqlx::postgres::PgConnectOptions;
 
@@ -68,6 +72,8 @@ pub struct Config {
     /// How long a dispatcher's claim on an outbox command lasts; after a crash, commands
     /// the dead process was sending are sent again once it expires.
     pub outbox_lease: Duration,
+    /// What a client may cost (request limits, rates, waits) and how long shutdown may take.
+    pub budgets: Budgets,
 }
 
 impl Config {
@@ -214,6 +220,7 @@ impl Config {
             charge_attempts,
             retry_base,
             outbox_lease,
+            budgets: Budgets::from_lookup(&get)?,
         })
     }
 

@@ -1,0 +1,79 @@
+//! What a client may cost: the limits of one GraphQL request, of WebSocket connections, of
+//! requests per client, of read-your-writes waits, and how long shutdown and trace events
+//! last. Every value has a variable; docs/operations.md lists them.
+
+use std::time::Duration;
+
+use super::{ConfigError, number};
+use crate::admission::Limits;
+use crate::websocket::WsLimits;
+
+/// Requests per client address: a steady rate with a burst on top (a token bucket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per second a client may keep up; 0 turns the limit off.
+    pub per_second: u32,
+    /// Requests a client may send at once above the steady rate.
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Budgets {
+    pub admission: Limits,
+    pub websocket: WsLimits,
+    pub rate_limit: RateLimit,
+    /// Read-your-writes waits (`minPosition`) a process holds at once; beyond it a query gets
+    /// a fast `UNAVAILABLE` with a retry hint instead of a place in a queue.
+    pub max_waiters: usize,
+    /// How long a shutdown waits for requests and batches in flight before the process exits.
+    pub shutdown_timeout: Duration,
+    /// How long operational trace events are kept.
+    pub trace_retention: Duration,
+}
+
+impl Budgets {
+    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Budgets, ConfigError> {
+        let admission = Limits {
+            max_document_bytes: number(get, "PURSER_QUERY_MAX_BYTES", 65_536, 1_024, 1_048_576)?
+                as usize,
+            max_depth: number(get, "PURSER_QUERY_MAX_DEPTH", 12, 2, 64)?,
+            max_aliases: number(get, "PURSER_QUERY_MAX_ALIASES", 30, 0, 1_000)?,
+            max_fields: number(get, "PURSER_QUERY_MAX_FIELDS", 1_000, 10, 100_000)?,
+            max_cost: number(get, "PURSER_QUERY_MAX_COST", 50_000, 100, 10_000_000)?,
+        };
+        let websocket = WsLimits {
+            max_message_bytes: number(get, "PURSER_WS_MAX_MESSAGE_BYTES", 65_536, 1_024, 1_048_576)?
+                as usize,
+            max_operations: number(get, "PURSER_WS_MAX_OPERATIONS", 16, 1, 1_000)? as usize,
+            idle_timeout: Duration::from_secs(number(get, "PURSER_WS_IDLE_SECS", 300, 5, 86_400)?),
+            max_connections: number(get, "PURSER_WS_MAX_CONNECTIONS", 10_000, 1, 1_000_000)?
+                as usize,
+        };
+        let rate_limit = RateLimit {
+            per_second: number(get, "PURSER_RATE_LIMIT_PER_SEC", 50, 0, 1_000_000)? as u32,
+            burst: number(get, "PURSER_RATE_LIMIT_BURST", 100, 1, 1_000_000)? as u32,
+        };
+        Ok(Budgets {
+            admission,
+            websocket,
+            rate_limit,
+            max_waiters: number(get, "PURSER_MAX_CONSISTENCY_WAITERS", 256, 1, 100_000)? as usize,
+            shutdown_timeout: Duration::from_secs(number(
+                get,
+                "PURSER_SHUTDOWN_TIMEOUT_SECS",
+                30,
+                1,
+                3_600,
+            )?),
+            trace_retention: Duration::from_secs(
+                number(get, "PURSER_TRACE_RETENTION_DAYS", 30, 1, 3_650)? * 86_400,
+            ),
+        })
+    }
+}
+
+impl Default for Budgets {
+    fn default() -> Budgets {
+        Budgets::from_lookup(&|_| None).expect("the defaults are valid")
+    }
+}
