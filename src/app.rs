@@ -168,11 +168,12 @@ impl Services {
     }
 
     fn build_schema(&self, read_only: bool) -> PurserSchema {
-        let read = ReadContext {
-            pool: self.read_pool.clone(),
-            checkpoints: self.checkpoints.clone(),
-            consistency_timeout: self.config.consistency_timeout,
-        };
+        let read = ReadContext::new(
+            self.read_pool.clone(),
+            self.checkpoints.clone(),
+            self.config.consistency_timeout,
+            self.config.budgets.max_waiters,
+        );
         schema::build(
             read,
             self.bus.clone(),

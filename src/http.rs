@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use purser_api_core::auth::{Tokens, Viewer};
+use purser_api_core::read::WaitDeadline;
 use purser_command_api::CommandContext;
 use purser_event_store::EventStore;
 use serde_json::json;
@@ -256,7 +257,10 @@ async fn execute(
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let request = request.data(command_context(headers)).data(viewer);
+    let request = request
+        .data(command_context(headers))
+        .data(viewer)
+        .data(WaitDeadline::default());
     let response = state.schema.execute(request).await;
     // A request error (it could not be parsed, validated or started) produced no data and
     // its errors point at no field.

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use futures::stream::{self, BoxStream, SplitStream};
 use futures::{Stream, StreamExt};
 use purser_api_core::auth::{Tokens, Viewer};
+use purser_api_core::read::WaitDeadline;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::admission::{self, Limits, Transport};
@@ -221,6 +222,7 @@ impl Executor for AdmittedExecutor {
             .extensions;
             return refusal_stream(e);
         }
+        let request = request.data(WaitDeadline::default());
         Executor::execute_stream(&self.schema, request, session_data)
             .map(move |response| {
                 let _held = &guard;

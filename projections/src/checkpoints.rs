@@ -113,6 +113,14 @@ impl Checkpoints {
 
     /// Waits until every projection in `names` has applied everything up to `target`, for at
     /// most `timeout`. Returns whether they got there.
+    /// Whether every one of `names` has applied everything up to `target` (one query).
+    pub async fn reached(&self, names: &[&str], target: Position) -> Result<bool, sqlx::Error> {
+        let at = self.positions(names).await?;
+        Ok(names
+            .iter()
+            .all(|n| at.get(*n).is_some_and(|p| *p >= target)))
+    }
+
     pub async fn wait_for(
         &self,
         names: &[&str],

@@ -434,7 +434,7 @@ impl AnalyticsQuery {
     ) -> async_graphql::Result<Analytics> {
         Viewer::from_ctx(ctx).require(Role::Analyst)?;
         ReadContext::from_ctx(ctx)
-            .wait_for(ANALYTICS_PROJECTIONS, min_position.as_deref())
+            .wait_for(ctx, ANALYTICS_PROJECTIONS, min_position.as_deref())
             .await?;
         Ok(Analytics)
     }

@@ -210,7 +210,7 @@ impl CartsQuery {
         let read = ReadContext::from_ctx(ctx);
         let viewer = Viewer::from_ctx(ctx);
         let id = parse_uuid_id("Cart", &id)?;
-        read.wait_for(CART_PROJECTIONS, min_position.as_deref())
+        read.wait_for(ctx, CART_PROJECTIONS, min_position.as_deref())
             .await?;
         let row = sqlx::query_as::<_, CartRow>(&format!(
             "select {CART_COLUMNS} from sales.carts where cart_id = $1"

@@ -526,7 +526,7 @@ impl CatalogQuery {
                 return Err(bad_input("give exactly one of `sku` or `id`"));
             }
         };
-        read.wait_for(CATALOG_PROJECTIONS, min_position.as_deref())
+        read.wait_for(ctx, CATALOG_PROJECTIONS, min_position.as_deref())
             .await?;
         Ok(load_product(&read.pool, &key)
             .await
@@ -554,7 +554,7 @@ impl CatalogQuery {
         let sort = sort.or(query.as_ref().map(|_| ProductSort::Relevance));
         let search = ProductSearch::new(query, filter, sort)?;
         page_size(first, 20, 100)?;
-        read.wait_for(CATALOG_PROJECTIONS, min_position.as_deref())
+        read.wait_for(ctx, CATALOG_PROJECTIONS, min_position.as_deref())
             .await?;
         search.connection(&read.pool, first, after).await
     }
@@ -566,7 +566,7 @@ impl CatalogQuery {
         min_position: Option<String>,
     ) -> async_graphql::Result<Vec<Category>> {
         let read = ReadContext::from_ctx(ctx);
-        read.wait_for(CATALOG_PROJECTIONS, min_position.as_deref())
+        read.wait_for(ctx, CATALOG_PROJECTIONS, min_position.as_deref())
             .await?;
         let rows: Vec<(String, i64, i64)> = sqlx::query_as(&format!(
             "select p.category, count(*), count(*) filter (where {IN_STOCK_SQL})

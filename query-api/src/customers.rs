@@ -286,7 +286,7 @@ impl CustomersQuery {
         let Some(customer_id) = Viewer::from_ctx(ctx).customer_id else {
             return Err(unauthenticated());
         };
-        read.wait_for(ME_PROJECTIONS, min_position.as_deref())
+        read.wait_for(ctx, ME_PROJECTIONS, min_position.as_deref())
             .await?;
         Ok(Me {
             customer_id: customer_id.as_uuid(),
@@ -306,7 +306,7 @@ impl CustomersQuery {
         if !viewer.may_read_customer(Some(CustomerId::from(id))) {
             return Ok(None);
         }
-        read.wait_for(CUSTOMER_PROJECTIONS, min_position.as_deref())
+        read.wait_for(ctx, CUSTOMER_PROJECTIONS, min_position.as_deref())
             .await?;
         Ok(load_customer(&read.pool, id)
             .await

@@ -510,7 +510,7 @@ impl OrdersQuery {
         let read = ReadContext::from_ctx(ctx);
         let viewer = Viewer::from_ctx(ctx);
         let id = parse_uuid_id("Order", &id)?;
-        read.wait_for(ORDER_PROJECTIONS, min_position.as_deref())
+        read.wait_for(ctx, ORDER_PROJECTIONS, min_position.as_deref())
             .await?;
         let Some(row) = load_order(&read.pool, id).await.map_err(db_error)? else {
             return Ok(None);
@@ -538,7 +538,7 @@ impl OrdersQuery {
             .map(|c| parse_uuid_id("Customer", &c))
             .transpose()?;
         page_size(first, 20, 100)?;
-        read.wait_for(ORDER_PROJECTIONS, min_position.as_deref())
+        read.wait_for(ctx, ORDER_PROJECTIONS, min_position.as_deref())
             .await?;
         orders_page(ctx, &read.pool, customer, status, first, after).await
     }

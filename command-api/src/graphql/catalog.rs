@@ -127,7 +127,7 @@ impl ProductPayload {
         };
         let read = ReadContext::from_ctx(ctx);
         let position = self.position.map(|p| p.to_string());
-        read.wait_for(CATALOG_PROJECTIONS, position.as_deref())
+        read.wait_for(ctx, CATALOG_PROJECTIONS, position.as_deref())
             .await?;
         Ok(load_product(&read.pool, sku)
             .await

@@ -36,11 +36,7 @@ pub type ReadSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
 /// The read schema over `pool`, waiting on `checkpoints` for `minPosition`.
 pub fn schema_with(pool: &PgPool, checkpoints: Checkpoints) -> ReadSchema {
-    let read = ReadContext {
-        pool: pool.clone(),
-        checkpoints,
-        consistency_timeout: Duration::from_secs(20),
-    };
+    let read = ReadContext::new(pool.clone(), checkpoints, Duration::from_secs(20), 64);
     with_loaders(
         Schema::build(Query::default(), EmptyMutation, EmptySubscription),
         pool,
