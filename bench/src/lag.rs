@@ -23,6 +23,9 @@ use crate::stats::Samples;
 use crate::synth::{self, OrderGen};
 use crate::{Sizes, progress};
 
+/// Appended events not yet seen visible: (position, time committed, after the warm-up).
+type Pending = Arc<Mutex<Vec<(Position, Instant, bool)>>>;
+
 pub(crate) async fn run(
     db: &BenchDb,
     sizes: &Sizes,
@@ -57,88 +60,21 @@ pub(crate) async fn run(
 
     let rate = sizes.lag_rate.max(1);
     let warmup = Duration::from_millis(500);
-    let total = warmup + crate::secs(sizes.lag_secs);
-    let pending: Arc<Mutex<Vec<(Position, Instant, bool)>>> = Arc::new(Mutex::new(vec![]));
+    let pending: Pending = Arc::new(Mutex::new(vec![]));
     let samples = Arc::new(Mutex::new(Samples::new()));
     let done = CancellationToken::new();
-
-    let watcher = tokio::spawn({
-        let (checkpoints, pending, samples, done) = (
-            checkpoints.clone(),
-            pending.clone(),
-            samples.clone(),
-            done.clone(),
-        );
-        async move {
-            let mut ticks = checkpoints.subscribe();
-            loop {
-                ticks.borrow_and_update();
-                let at = checkpoints.positions(&["catalog"]).await?;
-                let seen = Instant::now();
-                let reached = at.get("catalog").copied().unwrap_or_default();
-                {
-                    let mut p = pending.lock().expect("lock");
-                    let mut s = samples.lock().expect("lock");
-                    p.retain(|(pos, t, measured)| {
-                        if *pos <= reached {
-                            if *measured {
-                                s.push(seen.duration_since(*t));
-                            }
-                            false
-                        } else {
-                            true
-                        }
-                    });
-                    if done.is_cancelled() && p.is_empty() {
-                        return Ok::<(), anyhow::Error>(());
-                    }
-                }
-                tokio::select! {
-                    _ = ticks.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(1)) => {}
-                }
-            }
-        }
-    });
-
-    // Offer the load: one append every 1/rate s, each in a task of its own.
-    let mut g = OrderGen::new(catalog.clone(), 99);
-    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
-    let start = Instant::now();
-    let measured_from = start + warmup;
-    let mut appends = tokio::task::JoinSet::new();
-    let mut sent = 0u64;
-    loop {
-        let due = start + interval * sent as u32;
-        if due >= start + total {
-            break;
-        }
-        crate::sleep_until(due).await;
-        let (sku, event) = g.movement();
-        let (store, pending) = (store.clone(), pending.clone());
-        appends.spawn(async move {
-            let stream = StreamName::new(sku.inventory_stream())?;
-            let out = store
-                .append(&stream, ExpectedVersion::Any, vec![event])
-                .await?;
-            let committed = Instant::now();
-            pending.lock().expect("lock").push((
-                out.last_position,
-                committed,
-                committed >= measured_from,
-            ));
-            Ok::<(), anyhow::Error>(())
-        });
-        sent += 1;
-        // Reap finished appends so the set stays small.
-        while let Some(r) = futures::FutureExt::now_or_never(appends.join_next()).flatten() {
-            r??;
-        }
-    }
-    let offered_secs = start.elapsed().as_secs_f64();
-    while let Some(r) = appends.join_next().await {
-        r??;
-    }
+    let watcher = tokio::spawn(watch(
+        checkpoints.clone(),
+        pending.clone(),
+        samples.clone(),
+        done.clone(),
+    ));
+    let offer = Offer {
+        rate,
+        warmup,
+        total: warmup + crate::secs(sizes.lag_secs),
+    };
+    let (sent, offered_secs) = offer.run(&store, catalog, &pending).await?;
     done.cancel();
     match tokio::time::timeout(Duration::from_secs(60), watcher).await {
         Ok(r) => r??,
@@ -172,4 +108,101 @@ pub(crate) async fn run(
         warmup.as_millis()
     );
     Ok((rows, vec![note]))
+}
+
+/// Reads the catalog's checkpoint on every projector commit (and every millisecond besides);
+/// an event is visible once the checkpoint is at or past it. Ends when `done` is cancelled
+/// and every appended event has been seen.
+async fn watch(
+    checkpoints: Checkpoints,
+    pending: Pending,
+    samples: Arc<Mutex<Samples>>,
+    done: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut ticks = checkpoints.subscribe();
+    loop {
+        ticks.borrow_and_update();
+        let at = checkpoints.positions(&["catalog"]).await?;
+        let seen = Instant::now();
+        let reached = at.get("catalog").copied().unwrap_or_default();
+        {
+            let mut p = pending.lock().expect("lock");
+            let mut s = samples.lock().expect("lock");
+            p.retain(|(pos, t, measured)| {
+                if *pos <= reached {
+                    if *measured {
+                        s.push(seen.duration_since(*t));
+                    }
+                    false
+                } else {
+                    true
+                }
+            });
+            if done.is_cancelled() && p.is_empty() {
+                return Ok(());
+            }
+        }
+        tokio::select! {
+            _ = ticks.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+        }
+    }
+}
+
+/// The offered load: one stock movement every 1/`rate` s for `total`, the first `warmup`
+/// of it not measured.
+struct Offer {
+    rate: u32,
+    warmup: Duration,
+    total: Duration,
+}
+
+impl Offer {
+    /// Offers the load, each append in a task of its own; returns how many were sent and
+    /// over how many seconds, once every append has returned.
+    async fn run(
+        &self,
+        store: &PgEventStore,
+        catalog: Arc<Vec<synth::ProductSpec>>,
+        pending: &Pending,
+    ) -> anyhow::Result<(u64, f64)> {
+        let mut g = OrderGen::new(catalog, 99);
+        let interval = Duration::from_secs_f64(1.0 / f64::from(self.rate));
+        let start = Instant::now();
+        let measured_from = start + self.warmup;
+        let mut appends = tokio::task::JoinSet::new();
+        let mut sent = 0u64;
+        loop {
+            let due = start + interval * sent as u32;
+            if due >= start + self.total {
+                break;
+            }
+            crate::sleep_until(due).await;
+            let (sku, event) = g.movement();
+            let (store, pending) = (store.clone(), pending.clone());
+            appends.spawn(async move {
+                let stream = StreamName::new(sku.inventory_stream())?;
+                let out = store
+                    .append(&stream, ExpectedVersion::Any, vec![event])
+                    .await?;
+                let committed = Instant::now();
+                pending.lock().expect("lock").push((
+                    out.last_position,
+                    committed,
+                    committed >= measured_from,
+                ));
+                Ok::<(), anyhow::Error>(())
+            });
+            sent += 1;
+            // Reap finished appends so the set stays small.
+            while let Some(r) = futures::FutureExt::now_or_never(appends.join_next()).flatten() {
+                r??;
+            }
+        }
+        let offered_secs = start.elapsed().as_secs_f64();
+        while let Some(r) = appends.join_next().await {
+            r??;
+        }
+        Ok((sent, offered_secs))
+    }
 }

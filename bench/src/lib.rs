@@ -20,7 +20,6 @@ mod db;
 mod lag;
 mod mail;
 mod raw_models;
-mod raw_orders;
 mod rebuild;
 mod report;
 mod server;

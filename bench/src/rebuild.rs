@@ -5,7 +5,7 @@
 //!   transaction), timed from start until every checkpoint has reached the head of the log;
 //! * raw: three hand-written loops, one per read model, each reading its categories from
 //!   `es.events` in pages of 500 and writing the same rows with the same statements (see
-//!   `raw_models.rs`), one transaction per page; what a projection writes once per batch
+//!   `raw_models`), one transaction per page; what a projection writes once per batch
 //!   (stock moves, order fact rows, payment facts, inventory movements) the loop writes once
 //!   per page.
 //!
@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use purser_domain::AnyEvent;
-use purser_event_store::{EventStore, ExpectedVersion, NewEvent, PgEventStore, StreamName};
+use purser_event_store::{
+    EventStore, ExpectedVersion, NewEvent, PgEventStore, Position, StreamName,
+};
 use purser_projections::analytics::AnalyticsProjection;
 use purser_projections::catalog::CatalogProjection;
 use purser_projections::orders::OrdersProjection;
@@ -52,24 +54,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
     let pool = db.pool(16).await?;
     let store = PgEventStore::new(pool.clone());
-    let started = Instant::now();
-    // The log is a fixture: written through the same append path, but committed without
-    // waiting for each WAL flush (neither side's clock runs yet).
-    let fixture = db.fixture_pool(WRITERS as u32 + 1).await?;
-    let events = write_log(
-        &PgEventStore::new(fixture.clone()),
-        sizes.log_products,
-        sizes.log_events,
-    )
-    .await?;
-    fixture.close().await;
-    progress(
-        verbose,
-        format!(
-            "rebuild: log of {events} events appended in {:.1} s",
-            started.elapsed().as_secs_f64()
-        ),
-    );
+    let events = fixture_log(db, sizes, verbose).await?;
     let head = store
         .last_committed()
         .await?
@@ -80,66 +65,15 @@ pub(crate) async fn run(
         .iter()
         .flat_map(|p| p.tables().iter().copied())
         .collect();
-    let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
 
-    // Ours.
-    let checkpoints = Checkpoints::new(pool.clone());
-    let projector = Projector::new(
-        Arc::new(store.clone()),
-        pool.clone(),
-        projections.clone(),
-        checkpoints.clone(),
-    );
-    let stop = CancellationToken::new();
-    let started = Instant::now();
-    let running = tokio::spawn({
-        let (projector, stop) = (projector.clone(), stop.clone());
-        async move { projector.run(stop).await }
-    });
-    loop {
-        if checkpoints
-            .wait_for(&names, head, Duration::from_secs(1))
-            .await?
-        {
-            break;
-        }
-        if let Some(failed) = checkpoints
-            .all()
-            .await?
-            .into_iter()
-            .find(|c| c.last_error.is_some())
-        {
-            stop.cancel();
-            bail!(
-                "projection {} failed during the rebuild: {}",
-                failed.name,
-                failed.last_error.unwrap_or_default()
-            );
-        }
-    }
-    let ours_secs = started.elapsed().as_secs_f64();
-    stop.cancel();
-    running.await?;
+    let ours_secs = run_ours(&pool, &store, projections, head).await?;
     progress(
         verbose,
         format!("rebuild: ours {:.0} events/s", events as f64 / ours_secs),
     );
     let ours_sums = checksums(&pool, &tables).await?;
 
-    // Raw: from empty tables again.
-    sqlx::query(&format!("truncate table {}", tables.join(", ")))
-        .execute(&pool)
-        .await?;
-    let started = Instant::now();
-    let mut loops = tokio::task::JoinSet::new();
-    for model in Model::ALL {
-        let pool = pool.clone();
-        loops.spawn(async move { raw_loop(&pool, model).await });
-    }
-    while let Some(r) = loops.join_next().await {
-        r??;
-    }
-    let raw_secs = started.elapsed().as_secs_f64();
+    let raw_secs = run_raw(&pool, &tables).await?;
     progress(
         verbose,
         format!("rebuild: raw {:.0} events/s", events as f64 / raw_secs),
@@ -185,6 +119,96 @@ pub(crate) async fn run(
             check,
         ],
     ))
+}
+
+/// Writes the generated log; returns how many events it holds.
+async fn fixture_log(db: &BenchDb, sizes: &Sizes, verbose: bool) -> anyhow::Result<usize> {
+    let started = Instant::now();
+    // The log is a fixture: written through the same append path, but committed without
+    // waiting for each WAL flush (neither side's clock runs yet).
+    let fixture = db.fixture_pool(WRITERS as u32 + 1).await?;
+    let events = write_log(
+        &PgEventStore::new(fixture.clone()),
+        sizes.log_products,
+        sizes.log_events,
+    )
+    .await?;
+    fixture.close().await;
+    progress(
+        verbose,
+        format!(
+            "rebuild: log of {events} events appended in {:.1} s",
+            started.elapsed().as_secs_f64()
+        ),
+    );
+    Ok(events)
+}
+
+/// Ours: a projector runs the projections from empty until every checkpoint reaches `head`;
+/// returns the seconds it took.
+async fn run_ours(
+    pool: &PgPool,
+    store: &PgEventStore,
+    projections: Vec<Arc<dyn Projection>>,
+    head: Position,
+) -> anyhow::Result<f64> {
+    let names: Vec<&'static str> = projections.iter().map(|p| p.name()).collect();
+    let checkpoints = Checkpoints::new(pool.clone());
+    let projector = Projector::new(
+        Arc::new(store.clone()),
+        pool.clone(),
+        projections,
+        checkpoints.clone(),
+    );
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let running = tokio::spawn({
+        let (projector, stop) = (projector.clone(), stop.clone());
+        async move { projector.run(stop).await }
+    });
+    loop {
+        if checkpoints
+            .wait_for(&names, head, Duration::from_secs(1))
+            .await?
+        {
+            break;
+        }
+        if let Some(failed) = checkpoints
+            .all()
+            .await?
+            .into_iter()
+            .find(|c| c.last_error.is_some())
+        {
+            stop.cancel();
+            bail!(
+                "projection {} failed during the rebuild: {}",
+                failed.name,
+                failed.last_error.unwrap_or_default()
+            );
+        }
+    }
+    let ours_secs = started.elapsed().as_secs_f64();
+    stop.cancel();
+    running.await?;
+    Ok(ours_secs)
+}
+
+/// Raw: the hand-written loops, one per read model, from empty tables again; returns the
+/// seconds they took.
+async fn run_raw(pool: &PgPool, tables: &[&'static str]) -> anyhow::Result<f64> {
+    sqlx::query(&format!("truncate table {}", tables.join(", ")))
+        .execute(pool)
+        .await?;
+    let started = Instant::now();
+    let mut loops = tokio::task::JoinSet::new();
+    for model in Model::ALL {
+        let pool = pool.clone();
+        loops.spawn(async move { raw_loop(&pool, model).await });
+    }
+    while let Some(r) = loops.join_next().await {
+        r??;
+    }
+    Ok(started.elapsed().as_secs_f64())
 }
 
 async fn checksums(

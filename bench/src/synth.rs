@@ -263,6 +263,57 @@ impl OrderGen {
     }
 
     pub(crate) fn next_order(&mut self) -> OrderFlow {
+        let d = self.draw();
+        let (order_id, payment_id, total) = (d.order_id, d.payment_id, d.total);
+        let mut order = vec![
+            d.event(&OrderEvent::OrderPlaced {
+                order_id,
+                customer_id: d.customer_id,
+                email: d.email.clone(),
+                lines: d.lines.clone(),
+                total,
+                cart_id: None,
+                payment_method: self.method.clone(),
+                shipping_address: Some(self.address.clone()),
+                at: d.t,
+            }),
+            d.event(&OrderEvent::OrderPaymentStarted {
+                order_id,
+                payment_id,
+                at: d.s(1),
+            }),
+        ];
+        let mut payment = vec![d.event(&PaymentEvent::PaymentIntentCreated {
+            payment_id,
+            order_id,
+            amount: total,
+            payment_method: self.method.clone(),
+            idempotency_key: format!("checkout-{order_id}"),
+            at: d.s(1),
+        })];
+        if d.paid {
+            d.paid_events(&mut order, &mut payment);
+        } else {
+            d.failed_events(&mut order, &mut payment);
+        }
+        OrderFlow {
+            inventory: d.inventory_events(),
+            order: Append {
+                stream: stream(order_id.stream()),
+                expected: ExpectedVersion::NoStream,
+                events: order,
+            },
+            payment: Append {
+                stream: stream(payment_id.stream()),
+                expected: ExpectedVersion::NoStream,
+                events: payment,
+            },
+        }
+    }
+
+    /// Everything random about the next order, drawn in a fixed order (so a seed always gives
+    /// the same orders).
+    fn draw(&mut self) -> Draw {
         let rng = &mut self.rng;
         self.clock += Duration::seconds(rng.random_range(5..60));
         let t = self.clock;
@@ -304,154 +355,154 @@ impl OrderGen {
         let paid = rng.random_range(0..100) < 92;
         let shipped = paid && rng.random_range(0..100) < 60;
         let delivered = shipped && rng.random_range(0..100) < 70;
-        let s = |secs: i64| t + Duration::seconds(secs);
-        let reference = format!("sim_{}", Uuid::now_v7().simple());
-        let oid = order_id.as_uuid();
-        let ev = |e: &OrderEvent| new_event(e, oid, "system:checkout");
+        Draw {
+            t,
+            oid: order_id.as_uuid(),
+            order_id,
+            payment_id,
+            email,
+            customer_id,
+            lines,
+            total,
+            paid,
+            shipped,
+            delivered,
+        }
+    }
+}
 
-        let mut order = vec![
-            ev(&OrderEvent::OrderPlaced {
+/// One generated order, before its events are made.
+struct Draw {
+    /// When it is placed; its later events are seconds to days after.
+    t: DateTime<Utc>,
+    oid: Uuid,
+    order_id: OrderId,
+    payment_id: PaymentId,
+    email: Email,
+    customer_id: CustomerId,
+    lines: Vec<OrderLine>,
+    total: Money,
+    paid: bool,
+    shipped: bool,
+    delivered: bool,
+}
+
+impl Draw {
+    /// `secs` seconds after the placing.
+    fn s(&self, secs: i64) -> DateTime<Utc> {
+        self.t + Duration::seconds(secs)
+    }
+
+    fn event<E: Event>(&self, e: &E) -> NewEvent {
+        new_event(e, self.oid, "system:checkout")
+    }
+
+    /// The capture, confirmation and, for some, shipping and delivery.
+    fn paid_events(&self, order: &mut Vec<NewEvent>, payment: &mut Vec<NewEvent>) {
+        let (order_id, payment_id) = (self.order_id, self.payment_id);
+        let reference = format!("sim_{}", Uuid::now_v7().simple());
+        payment.push(self.event(&PaymentEvent::PaymentCaptured {
+            payment_id,
+            order_id,
+            amount: self.total,
+            gateway_reference: reference.clone(),
+            at: self.s(2),
+        }));
+        order.push(self.event(&OrderEvent::OrderPaid {
+            order_id,
+            payment_id,
+            gateway_reference: reference,
+            amount: self.total,
+            at: self.s(2),
+        }));
+        order.push(self.event(&OrderEvent::OrderConfirmed {
+            order_id,
+            at: self.s(2),
+        }));
+        if self.shipped {
+            order.push(self.event(&OrderEvent::OrderProcessingStarted {
                 order_id,
-                customer_id,
-                email,
-                lines: lines.clone(),
-                total,
-                cart_id: None,
-                payment_method: self.method.clone(),
-                shipping_address: Some(self.address.clone()),
-                at: t,
-            }),
-            ev(&OrderEvent::OrderPaymentStarted {
-                order_id,
-                payment_id,
-                at: s(1),
-            }),
-        ];
-        let mut payment = vec![new_event(
-            &PaymentEvent::PaymentIntentCreated {
-                payment_id,
-                order_id,
-                amount: total,
-                payment_method: self.method.clone(),
-                idempotency_key: format!("checkout-{order_id}"),
-                at: s(1),
-            },
-            oid,
-            "system:checkout",
-        )];
-        if paid {
-            payment.push(new_event(
-                &PaymentEvent::PaymentCaptured {
-                    payment_id,
-                    order_id,
-                    amount: total,
-                    gateway_reference: reference.clone(),
-                    at: s(2),
-                },
-                oid,
-                "system:checkout",
-            ));
-            order.push(ev(&OrderEvent::OrderPaid {
-                order_id,
-                payment_id,
-                gateway_reference: reference,
-                amount: total,
-                at: s(2),
+                at: self.s(3_600),
             }));
-            order.push(ev(&OrderEvent::OrderConfirmed { order_id, at: s(2) }));
-            if shipped {
-                order.push(ev(&OrderEvent::OrderProcessingStarted {
-                    order_id,
-                    at: s(3_600),
-                }));
-                order.push(ev(&OrderEvent::OrderShipped {
-                    order_id,
-                    tracking_number: format!("1Z{}", &oid.simple().to_string()[..16]),
-                    carrier: "UPS".into(),
-                    estimated_delivery: Some(s(3 * 86_400)),
-                    at: s(86_400),
-                }));
-            }
-            if delivered {
-                order.push(ev(&OrderEvent::OrderDelivered {
-                    order_id,
-                    at: s(3 * 86_400),
-                }));
-            }
-        } else {
-            payment.push(new_event(
-                &PaymentEvent::PaymentFailed {
-                    payment_id,
-                    order_id,
-                    reason: PaymentFailureReason::Declined,
-                    message: "The card was declined.".into(),
-                    at: s(2),
-                },
-                oid,
-                "system:checkout",
-            ));
-            order.push(ev(&OrderEvent::OrderPaymentFailed {
+            order.push(self.event(&OrderEvent::OrderShipped {
                 order_id,
-                reason: "declined".into(),
-                message: "The card was declined.".into(),
-                at: s(2),
-            }));
-            order.push(ev(&OrderEvent::OrderCancelled {
-                order_id,
-                reason: "payment failed".into(),
-                by: CancelledBy::System,
-                was_paid: false,
-                at: s(2),
+                tracking_number: format!("1Z{}", &self.oid.simple().to_string()[..16]),
+                carrier: "UPS".into(),
+                estimated_delivery: Some(self.s(3 * 86_400)),
+                at: self.s(86_400),
             }));
         }
-        let inventory = lines
+        if self.delivered {
+            order.push(self.event(&OrderEvent::OrderDelivered {
+                order_id,
+                at: self.s(3 * 86_400),
+            }));
+        }
+    }
+
+    /// The declined payment and the order's cancellation.
+    fn failed_events(&self, order: &mut Vec<NewEvent>, payment: &mut Vec<NewEvent>) {
+        let (order_id, payment_id) = (self.order_id, self.payment_id);
+        payment.push(self.event(&PaymentEvent::PaymentFailed {
+            payment_id,
+            order_id,
+            reason: PaymentFailureReason::Declined,
+            message: "The card was declined.".into(),
+            at: self.s(2),
+        }));
+        order.push(self.event(&OrderEvent::OrderPaymentFailed {
+            order_id,
+            reason: "declined".into(),
+            message: "The card was declined.".into(),
+            at: self.s(2),
+        }));
+        order.push(self.event(&OrderEvent::OrderCancelled {
+            order_id,
+            reason: "payment failed".into(),
+            by: CancelledBy::System,
+            was_paid: false,
+            at: self.s(2),
+        }));
+    }
+
+    /// Per line, the stock reservation and how it ended: confirmed, or released when the
+    /// payment failed.
+    fn inventory_events(&self) -> Vec<(Sku, Vec<NewEvent>)> {
+        let order_id = self.order_id;
+        self.lines
             .iter()
             .map(|l| {
                 let reservation_id =
                     ReservationId::derived(&["reservation", &order_id.to_string(), l.sku.as_str()]);
-                let iv = |e: &InventoryEvent| new_event(e, oid, "system:checkout");
-                let reserved = iv(&InventoryEvent::StockReserved {
+                let reserved = self.event(&InventoryEvent::StockReserved {
                     sku: l.sku.clone(),
                     reservation_id,
                     order_id,
                     qty: l.qty,
-                    expires_at: s(600),
-                    at: t,
+                    expires_at: self.s(600),
+                    at: self.t,
                 });
-                let settled = if paid {
-                    iv(&InventoryEvent::ReservationConfirmed {
+                let settled = if self.paid {
+                    self.event(&InventoryEvent::ReservationConfirmed {
                         sku: l.sku.clone(),
                         reservation_id,
                         order_id,
                         qty: l.qty,
-                        at: s(2),
+                        at: self.s(2),
                     })
                 } else {
-                    iv(&InventoryEvent::ReservationReleased {
+                    self.event(&InventoryEvent::ReservationReleased {
                         sku: l.sku.clone(),
                         reservation_id,
                         order_id,
                         qty: l.qty,
                         reason: ReleaseReason::PaymentFailed,
-                        at: s(2),
+                        at: self.s(2),
                     })
                 };
                 (l.sku.clone(), vec![reserved, settled])
             })
-            .collect();
-        OrderFlow {
-            order: Append {
-                stream: stream(order_id.stream()),
-                expected: ExpectedVersion::NoStream,
-                events: order,
-            },
-            payment: Append {
-                stream: stream(payment_id.stream()),
-                expected: ExpectedVersion::NoStream,
-                events: payment,
-            },
-            inventory,
-        }
+            .collect()
     }
 }
 

@@ -10,7 +10,7 @@
 //! the log's (commit, prepare) positions. On Postgres they are (id of the appending transaction,
 //! global sequence number): the log is delivered in that order, which is the order in which
 //! events become safely visible, so a reader never skips an event that a slower transaction
-//! commits late (see `postgres.rs`).
+//! commits late (see the `postgres` module).
 
 use std::fmt;
 use std::pin::Pin;

@@ -2,8 +2,6 @@
 //! through the event store, folded by the real projector, rows asserted; and every read model
 //! rebuilt from zero equal to the live one.
 
-mod scenario;
-
 use std::time::Duration;
 
 use purser_domain::cart::CartEvent;
@@ -12,7 +10,7 @@ use purser_domain::payment::PaymentFailureReason;
 use purser_domain::{CartId, OrderId};
 use purser_projections::{Checkpoints, Projector, ProjectorOptions, table_checksum};
 use purser_testkit::TestDb;
-use scenario::{
+use purser_testkit::scenario::{
     OrderSpec, Outcome, Scenario, catch_up_all, customer_of, digital, physical, qty, sku, t, usd,
 };
 use serde_json::{Value, json};
@@ -33,30 +31,33 @@ async fn project(_pool: &PgPool, s: &Scenario) {
 
 /// The products the tests order, with enough stock for all of them.
 async fn stock_up(s: &Scenario) {
-    s.product(
-        "LAP-13",
-        "Laptop 13",
-        "Acme",
-        "Computers",
-        100_000,
-        false,
-        10,
-        -60,
-    )
-    .await;
-    s.product("MUG-1", "Mug", "Acme", "Kitchen", 1_500, false, 50, -60)
+    s.product("LAP-13")
+        .name("Laptop 13")
+        .brand("Acme")
+        .category("Computers")
+        .price(100_000)
+        .stock(10)
+        .at(-60)
+        .create()
         .await;
-    s.product(
-        "AV-1Y",
-        "Antivirus",
-        "Shield",
-        "Software",
-        4_999,
-        true,
-        0,
-        -60,
-    )
-    .await;
+    s.product("MUG-1")
+        .name("Mug")
+        .brand("Acme")
+        .category("Kitchen")
+        .price(1_500)
+        .stock(50)
+        .at(-60)
+        .create()
+        .await;
+    s.product("AV-1Y")
+        .name("Antivirus")
+        .brand("Shield")
+        .category("Software")
+        .price(4_999)
+        .digital(true)
+        .at(-60)
+        .create()
+        .await;
 }
 
 type TimelineStep = (i32, String, String, Value);
@@ -525,30 +526,33 @@ async fn customers_have_roles_orders_spend_and_licenses_but_no_password_hash() {
 /// part), one failed payment, one order without stock, carts checked out and abandoned, and a
 /// stock adjustment.
 async fn shop_history(s: &Scenario) {
-    s.product(
-        "LAP-13",
-        "Laptop 13",
-        "Acme",
-        "Computers",
-        100_000,
-        false,
-        10,
-        -60,
-    )
-    .await;
-    s.product("MUG-1", "Mug", "Acme", "Kitchen", 1_500, false, 50, -60)
+    s.product("LAP-13")
+        .name("Laptop 13")
+        .brand("Acme")
+        .category("Computers")
+        .price(100_000)
+        .stock(10)
+        .at(-60)
+        .create()
         .await;
-    s.product(
-        "AV-1Y",
-        "Antivirus",
-        "Shield",
-        "Software",
-        4_999,
-        true,
-        0,
-        -60,
-    )
-    .await;
+    s.product("MUG-1")
+        .name("Mug")
+        .brand("Acme")
+        .category("Kitchen")
+        .price(1_500)
+        .stock(50)
+        .at(-60)
+        .create()
+        .await;
+    s.product("AV-1Y")
+        .name("Antivirus")
+        .brand("Shield")
+        .category("Software")
+        .price(4_999)
+        .digital(true)
+        .at(-60)
+        .create()
+        .await;
     let carts: Vec<CartId> = (0..4).map(|_| CartId::new()).collect();
     for (i, c) in carts.iter().enumerate() {
         s.cart(

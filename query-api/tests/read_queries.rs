@@ -29,30 +29,33 @@ const ORDER: &str = "query($id: ID!) {
 }";
 
 async fn catalog(s: &Scenario) {
-    s.product(
-        "LAP-13",
-        "Laptop 13",
-        "Acme",
-        "Computers",
-        100_000,
-        false,
-        10,
-        -60,
-    )
-    .await;
-    s.product("MUG-1", "Mug", "Acme", "Kitchen", 1_500, false, 50, -60)
+    s.product("LAP-13")
+        .name("Laptop 13")
+        .brand("Acme")
+        .category("Computers")
+        .price(100_000)
+        .stock(10)
+        .at(-60)
+        .create()
         .await;
-    s.product(
-        "AV-1Y",
-        "Antivirus",
-        "Shield",
-        "Software",
-        4_999,
-        true,
-        0,
-        -60,
-    )
-    .await;
+    s.product("MUG-1")
+        .name("Mug")
+        .brand("Acme")
+        .category("Kitchen")
+        .price(1_500)
+        .stock(50)
+        .at(-60)
+        .create()
+        .await;
+    s.product("AV-1Y")
+        .name("Antivirus")
+        .brand("Shield")
+        .category("Software")
+        .price(4_999)
+        .digital(true)
+        .at(-60)
+        .create()
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -610,20 +613,25 @@ async fn search_catalog(s: &Scenario) {
         ("CBL-1", "USB Cable", "Wire Co", "Accessories", 999, 100),
     ];
     for (i, (code, name, brand, category, price, stock)) in products.into_iter().enumerate() {
-        s.product(code, name, brand, category, price, false, stock, i as i64)
+        s.product(code)
+            .name(name)
+            .brand(brand)
+            .category(category)
+            .price(price)
+            .stock(stock)
+            .at(i as i64)
+            .create()
             .await;
     }
-    s.product(
-        "AV-1Y",
-        "Antivirus Suite",
-        "Shield",
-        "Software",
-        4_999,
-        true,
-        0,
-        10,
-    )
-    .await;
+    s.product("AV-1Y")
+        .name("Antivirus Suite")
+        .brand("Shield")
+        .category("Software")
+        .price(4_999)
+        .digital(true)
+        .at(10)
+        .create()
+        .await;
 }
 
 fn skus(connection: &Value) -> Vec<String> {

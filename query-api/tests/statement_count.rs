@@ -118,7 +118,15 @@ async fn a_page_of_fifty_orders_with_lines_products_and_timelines_is_four_statem
         ("VPN-1Y", "VPN", true),
     ];
     for (code, name, is_digital) in products {
-        s.product(code, name, "Acme", "Stuff", 1_000, is_digital, 1_000, -60)
+        s.product(code)
+            .name(name)
+            .brand("Acme")
+            .category("Stuff")
+            .price(1_000)
+            .digital(is_digital)
+            .stock(1_000)
+            .at(-60)
+            .create()
             .await;
     }
     let customers = ["ann@example.com", "bob@example.com", "cy@example.com"];

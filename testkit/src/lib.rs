@@ -5,6 +5,12 @@
 //! a digest of them) under an advisory lock, so parallel test binaries share it safely.
 //! Databases are dropped when the `TestDb` is dropped; ones left behind by killed runs are
 //! swept after a few hours.
+//!
+//! With the `scenario` feature, the `scenario` module appends realistic event histories for
+//! read-model tests.
+
+#[cfg(feature = "scenario")]
+pub mod scenario;
 
 use std::sync::Once;
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -20,8 +20,7 @@ use purser_query_api::orders::OrdersQuery;
 use serde_json::Value;
 use sqlx::PgPool;
 
-#[path = "../../../projections/tests/scenario/mod.rs"]
-pub mod scenario;
+pub use purser_testkit::scenario;
 
 #[derive(MergedObject, Default)]
 pub struct Query(
