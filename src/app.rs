@@ -320,6 +320,7 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
     let app = router(http_state(&services, role));
     let stop = tasks.shutdown.clone();
     tasks.handles.push(tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
@@ -345,6 +346,10 @@ fn http_state(services: &Services, role: Role) -> HttpState {
             limits.clone(),
             services.config.budgets.websocket.clone(),
         ),
+        limiter: crate::ratelimit::RateLimiter::new(
+            services.config.budgets.rate_limit,
+            services.config.budgets.client_ip_header.clone(),
+        ),
         limits,
         schema,
         pool: services.pool.clone(),
@@ -362,14 +367,37 @@ fn http_state(services: &Services, role: Role) -> HttpState {
 
 /// Runs until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
+    let deadline = config.budgets.shutdown_timeout;
     let running = start(config, role).await?;
     let token = running.shutdown_token();
+    let stopping = token.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutting down: draining requests and finishing projection batches");
+        tracing::info!(
+            deadline_secs = deadline.as_secs(),
+            "shutting down: draining requests and finishing projection batches"
+        );
         token.cancel();
+        // A second signal means "now".
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting without waiting");
+        std::process::exit(130);
     });
-    running.wait().await
+    // Nothing a client sends may keep the process alive: after the deadline whatever is left
+    // (a slow request, an open WebSocket) is dropped. A projection batch still in flight then
+    // never commits, and Postgres rolls it back with the connection.
+    let wait = running.wait();
+    tokio::pin!(wait);
+    tokio::select! {
+        outcome = &mut wait => outcome,
+        _ = async { stopping.cancelled().await; tokio::time::sleep(deadline).await } => {
+            tracing::warn!(
+                deadline_secs = deadline.as_secs(),
+                "shutdown deadline passed; dropping the requests still in flight"
+            );
+            Ok(())
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -33,20 +33,9 @@ enum Action {
     Serve,
     /// Run the command side: GraphQL (mutations and queries), process managers and deadlines.
     CommandApi,
-    /// Run the projectors that keep the read models current, or rebuild one.
-    Projector {
-        /// Empty one projection's read model and rebuild it from position zero, then exit.
-        #[arg(long, value_name = "NAME")]
-        rebuild: Option<String>,
-        /// With --rebuild: build the new version aside while the live tables keep serving,
-        /// then switch in one transaction (zero downtime; needs CREATEDB for a scratch
-        /// database).
-        #[arg(long, requires = "rebuild")]
-        online: bool,
-        /// List the projections and exit.
-        #[arg(long)]
-        list: bool,
-    },
+    /// Run the projectors that keep the read models current, or rebuild one, or skip a
+    /// poison event on purpose.
+    Projector(crate::projector_cli::ProjectorArgs),
     /// Serve GraphQL queries and subscriptions only (mutations are refused with READ_ONLY).
     QueryApi,
     /// Apply database migrations (event store and read models).
@@ -171,7 +160,8 @@ pub fn run() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(dispatch(cli.command, config));
-    drop(runtime);
+    // Tasks still running (after a shutdown deadline) are cancelled, not waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     outcome
 }
 
@@ -180,56 +170,7 @@ async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
         Action::Serve => app::serve(config, Role::All).await,
         Action::CommandApi => app::serve(config, Role::CommandApi).await,
         Action::QueryApi => app::serve(config, Role::QueryApi).await,
-        Action::Projector { list: true, .. } => {
-            for p in app::projections() {
-                println!("{}", p.name());
-            }
-            Ok(())
-        }
-        Action::Projector {
-            rebuild: Some(name),
-            online: true,
-            ..
-        } => {
-            let services = app::connect(&config).await?;
-            let Some(projection) = app::projections().into_iter().find(|p| p.name() == name) else {
-                anyhow::bail!(
-                    "there is no projection named {name:?}; `purser projector --list` lists them"
-                );
-            };
-            let done = crate::online_rebuild::rebuild_online(&services, projection).await?;
-            println!(
-                "rebuilt {name} aside ({} events) and switched at {} ({} more events applied in the switch)",
-                done.events_aside, done.position, done.events_at_switch
-            );
-            for (table, rows) in &done.rows {
-                println!("  {table}: {rows} rows");
-            }
-            Ok(())
-        }
-        Action::Projector {
-            rebuild: Some(name),
-            ..
-        } => {
-            let services = app::connect(&config).await?;
-            let projector = services.projector();
-            if !projector.names().contains(&name.as_str()) {
-                anyhow::bail!(
-                    "there is no projection named {name:?}; `purser projector --list` lists them"
-                );
-            }
-            match projector.rebuild(&name).await? {
-                purser_projections::RebuildOutcome::Rebuilt { events } => {
-                    println!("rebuilt {name} from position zero: {events} events applied");
-                }
-                purser_projections::RebuildOutcome::HandedOver { owner } => println!(
-                    "reset {name}; the projector running it ({}) is rebuilding it now",
-                    owner.as_deref().unwrap_or("another process")
-                ),
-            }
-            Ok(())
-        }
-        Action::Projector { .. } => app::serve(config, Role::Projector).await,
+        Action::Projector(args) => crate::projector_cli::run(args, config).await,
         Action::Migrate => {
             let pool = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(2)
@@ -319,26 +260,7 @@ async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Action::Bench { full, json, only } => bench(&config, full, json, only).await,
-        Action::Status => {
-            let services = app::connect(&config).await?;
-            let rows = services.checkpoints.all().await?;
-            println!(
-                "{:<24} {:<28} {:>12} {:>10} {:>10}  STATUS",
-                "PROJECTION", "POSITION", "APPLIED", "LAG", "LAG (s)"
-            );
-            for r in rows {
-                println!(
-                    "{:<24} {:<28} {:>12} {:>10} {:>10.1}  {}",
-                    r.name,
-                    r.position.to_string(),
-                    r.events_applied,
-                    r.lag_events,
-                    r.lag_seconds,
-                    r.status
-                );
-            }
-            Ok(())
-        }
+        Action::Status => crate::projector_cli::status(config).await,
     }
 }
 

@@ -39,6 +39,8 @@ pub struct HttpState {
     pub limits: Limits,
     /// GraphQL over WebSocket.
     pub ws: crate::websocket::WsState,
+    /// Requests per client address on /graphql (every transport).
+    pub limiter: crate::ratelimit::RateLimiter,
     /// Set when the Stripe gateway is configured; the webhook endpoint answers 404 otherwise.
     pub stripe_webhook_secret: Option<String>,
 }
@@ -75,7 +77,15 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route(
+            "/graphql",
+            get(graphql_get)
+                .post(graphql_post)
+                .layer(axum::middleware::from_fn_with_state(
+                    state.limiter.clone(),
+                    crate::ratelimit::limit,
+                )),
+        )
         .route("/graphiql", get(graphiql))
         .route("/webhooks/stripe", axum::routing::post(stripe_webhook))
         .route("/metrics", get(crate::observability::metrics_endpoint))
@@ -151,7 +161,7 @@ async fn health() -> Response {
 }
 
 /// Ready when the database answers, every migration this build knows is applied, and the
-/// event store answers.
+/// event store answers; the body also names projections that are failing.
 async fn ready(State(state): State<HttpState>) -> Response {
     let database = sqlx::query("select 1").execute(&state.pool).await.is_ok();
     let migrations = purser_migrations::applied(&state.pool)
@@ -159,9 +169,22 @@ async fn ready(State(state): State<HttpState>) -> Response {
         .unwrap_or(false);
     let event_store = state.store.head().await.is_ok();
     let ok = database && migrations && event_store;
+    // A failing projection does not make the process unready (its other read models and the
+    // command side still serve), but it is named here so a probe's log shows it.
+    let failing: Vec<String> = if migrations {
+        sqlx::query_scalar(
+            "select name from purser.projection_status where status = 'failing' order by name",
+        )
+        .fetch_all(&state.pool)
+        .await
+        .unwrap_or_default()
+    } else {
+        vec![]
+    };
     let body = json!({
         "status": if ok { "ready" } else { "not_ready" },
         "checks": { "database": database, "migrations": migrations, "event_store": event_store },
+        "failing_projections": failing,
     });
     let status = if ok {
         StatusCode::OK

@@ -9,6 +9,8 @@ pub mod config;
 pub mod http;
 pub mod observability;
 pub mod online_rebuild;
+pub mod projector_cli;
+pub mod ratelimit;
 pub mod schema;
 pub(crate) mod scratch;
 pub mod seed;

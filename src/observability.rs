@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
-use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection};
 use async_graphql::{Response as GqlResponse, ServerResult, Variables};
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -84,7 +84,12 @@ pub async fn http_metrics(request: Request, next: Next) -> Response {
     response
 }
 
-/// GraphQL metrics per operation (name and type), and a `data_lookup` trace event per query.
+/// GraphQL metrics per operation and a `data_lookup` trace event per query.
+///
+/// The operation label is the first root field the operation selects (`products`,
+/// `cartCheckout`, `introspection`), never the client's `operationName`: root fields are a
+/// fixed set of the schema, and the label is only used after validation has passed, so no
+/// client can create series.
 pub struct GraphqlMetrics {
     pub trace: Option<TraceLog>,
 }
@@ -93,14 +98,47 @@ impl ExtensionFactory for GraphqlMetrics {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(GraphqlMetricsExtension {
             trace: self.trace.clone(),
-            kind: std::sync::Mutex::new("query"),
+            shapes: std::sync::Mutex::new(Vec::new()),
         })
     }
 }
 
 struct GraphqlMetricsExtension {
     trace: Option<TraceLog>,
-    kind: std::sync::Mutex<&'static str>,
+    /// (operation name, type, label) of each operation of the request's document, found
+    /// when it is parsed.
+    shapes: std::sync::Mutex<Vec<(Option<String>, &'static str, String)>>,
+}
+
+/// (name, type, label) of each operation of a document (see [`GraphqlMetrics`]).
+fn operation_shapes(doc: &ExecutableDocument) -> Vec<(Option<String>, &'static str, String)> {
+    doc.operations
+        .iter()
+        .map(|(name, op)| {
+            let op = &op.node;
+            let kind = match op.ty {
+                OperationType::Mutation => "mutation",
+                OperationType::Subscription => "subscription",
+                OperationType::Query => "query",
+            };
+            let fields: Vec<&str> = op
+                .selection_set
+                .node
+                .items
+                .iter()
+                .filter_map(|s| match &s.node {
+                    Selection::Field(f) => Some(f.node.name.node.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let label = match fields.iter().find(|f| !f.starts_with("__")) {
+                Some(f) => (*f).to_owned(),
+                None if !fields.is_empty() => "introspection".to_owned(),
+                None => "other".to_owned(),
+            };
+            (name.map(|n| n.to_string()), kind, label)
+        })
+        .collect()
 }
 
 #[async_trait::async_trait]
@@ -113,12 +151,7 @@ impl Extension for GraphqlMetricsExtension {
         next: async_graphql::extensions::NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
-        let kind = match doc.operations.iter().next().map(|(_, op)| op.node.ty) {
-            Some(OperationType::Mutation) => "mutation",
-            Some(OperationType::Subscription) => "subscription",
-            _ => "query",
-        };
-        *self.kind.lock().expect("lock") = kind;
+        *self.shapes.lock().expect("lock") = operation_shapes(&doc);
         Ok(doc)
     }
 
@@ -130,12 +163,14 @@ impl Extension for GraphqlMetricsExtension {
     ) -> GqlResponse {
         let started = Instant::now();
         let response = next.run(ctx, operation_name).await;
-        let kind = *self.kind.lock().expect("lock");
-        let operation = operation_name
-            .unwrap_or("anonymous")
-            .chars()
-            .take(64)
-            .collect::<String>();
+        let (kind, operation) = self
+            .shapes
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(name, _, _)| operation_name.is_none() || name.as_deref() == operation_name)
+            .map(|(_, kind, label)| (*kind, label.clone()))
+            .unwrap_or(("query", "other".to_owned()));
         let outcome = if response.errors.is_empty() {
             "ok"
         } else {

@@ -72,6 +72,8 @@ pub(crate) async fn projector_over(
         .await
         .with_context(|| format!("cannot connect to {what}"))?;
     app::migrate(&pool).await?;
+    // Events the live projections were told to pass over are passed over here too.
+    purser_projections::dead_letters::copy(&services.pool, &pool).await?;
     let projector = Projector::new(
         services.store.clone(),
         pool.clone(),

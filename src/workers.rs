@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use purser_command_api::actions::{ActionExecutor, RetryPolicy};
@@ -100,5 +101,9 @@ pub fn spawn_command_side(services: &Services, tasks: &mut TaskSet) -> anyhow::R
     )
     .map_err(|e| anyhow!("{e}"))?;
     tasks.spawn(|stop| async move { notifications.run(stop).await });
+    let (pool, retention) = (services.pool.clone(), config.budgets.trace_retention);
+    tasks.spawn(|stop| {
+        purser_command_api::trace::prune(pool, retention, Duration::from_secs(600), stop)
+    });
     Ok(())
 }

@@ -132,6 +132,25 @@ fn monitoring_provisioning_parses_and_the_dashboard_uses_only_real_metrics() {
     let mut exprs = Vec::new();
     collect_exprs(&dashboard, &mut exprs);
     assert!(exprs.len() >= 15, "{} queries", exprs.len());
+    // The alert rules Prometheus loads query real metrics too.
+    let alerts = load_yaml("deploy/prometheus/alerts.yml");
+    let groups = get(&alerts, "groups")
+        .and_then(Yaml::as_vec)
+        .expect("alert groups");
+    for rule in groups
+        .iter()
+        .filter_map(|g| get(g, "rules").and_then(Yaml::as_vec))
+        .flatten()
+    {
+        let expr = get(rule, "expr")
+            .and_then(Yaml::as_str)
+            .expect("a rule has an expr");
+        assert!(
+            get(rule, "alert").is_some(),
+            "{expr}: a rule names its alert"
+        );
+        exprs.push(expr.to_owned());
+    }
 
     // Every metric the dashboard queries is named somewhere in the Rust sources.
     let mut sources = String::new();
@@ -158,7 +177,7 @@ fn monitoring_provisioning_parses_and_the_dashboard_uses_only_real_metrics() {
     }
     assert!(
         missing.is_empty(),
-        "the dashboard queries metrics nothing exports: {missing:?}"
+        "the dashboard or the alert rules query metrics nothing exports: {missing:?}"
     );
 }
 

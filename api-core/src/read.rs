@@ -66,11 +66,11 @@ impl ReadContext {
         let Some(raw) = min_position else {
             return Ok(());
         };
-        let target: Position = raw
-            .parse()
-            .map_err(|e: purser_event_store::PositionParseError| {
-                bad_argument("minPosition", e.to_string())
-            })?;
+        let target: Position =
+            raw.parse()
+                .map_err(|e: purser_event_store::PositionParseError| {
+                    bad_argument("minPosition", e.to_string())
+                })?;
         let checkpoints_down = |e: sqlx::Error| {
             tracing::error!(error = %e, "cannot read projection checkpoints");
             unavailable()

@@ -275,7 +275,22 @@ pub async fn check_out(
         )
         .await?;
     }
-    let placed = bus.execute::<Order>(&order_id, &order_ctx, place).await?;
+    let placed = match bus.execute::<Order>(&order_id, &order_ctx, place).await {
+        Ok(placed) => placed,
+        Err(refused) => {
+            // The order id is derived from the cart and the key, so an order that exists now
+            // was placed by a concurrent call with this same key: its result is ours too.
+            let (existing, version, position) = bus.load::<Order>(&order_id).await?;
+            if version.is_some() && existing.status.is_some() {
+                return Ok(Placed {
+                    order_id,
+                    position,
+                    replayed: true,
+                });
+            }
+            return Err(refused.into());
+        }
+    };
     Ok(Placed {
         order_id,
         position: placed.position,

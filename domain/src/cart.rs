@@ -58,7 +58,7 @@ impl CartState {
             l.unit_price
                 .checked_mul(l.qty.get())
                 .and_then(|line| sum.checked_add(line))
-                .map_err(|_| CartError::Invalid(ValueError::new("price", "total out of range")))
+                .map_err(|_| CartError::AmountTooLarge)
         })
     }
 
@@ -196,6 +196,8 @@ pub enum CartError {
     QuantityTooLarge,
     #[error("the cart belongs to another customer")]
     OwnedByAnotherCustomer,
+    #[error("the cart's total would exceed {} minor units", Money::MAX_MINOR)]
+    AmountTooLarge,
     #[error(transparent)]
     Invalid(#[from] ValueError),
 }
@@ -213,6 +215,7 @@ impl DomainError for CartError {
             Self::TooManyLines => "TOO_MANY_LINES",
             Self::QuantityTooLarge => "QUANTITY_TOO_LARGE",
             Self::OwnedByAnotherCustomer => "CART_OWNED_BY_ANOTHER_CUSTOMER",
+            Self::AmountTooLarge => "AMOUNT_TOO_LARGE",
             Self::Invalid(_) => "INVALID_INPUT",
         }
     }
@@ -234,6 +237,17 @@ pub struct Cart;
 impl Cart {
     pub const MAX_LINES: usize = 100;
     pub const MAX_LINE_QTY: u32 = 1000;
+
+    /// The events, if the cart they leave behind still has a total within the money bound
+    /// (every line and every sum is checked, so no read model ever adds up past it).
+    fn within_bounds(
+        state: &CartState,
+        events: Vec<CartEvent>,
+    ) -> Result<Vec<CartEvent>, CartError> {
+        let after = events.iter().fold(state.clone(), Self::evolve);
+        after.total()?;
+        Ok(events)
+    }
 
     /// Checks a line's new total quantity against the per-line limit and the stock on offer.
     fn check_qty(new_qty: u32, available: Option<u64>) -> Result<(), CartError> {
@@ -290,23 +304,32 @@ impl Aggregate for Cart {
                 if unit_price.minor < 0 {
                     return Err(ValueError::new("price", "must not be negative").into());
                 }
+                if !unit_price.is_bounded() {
+                    return Err(CartError::AmountTooLarge);
+                }
                 if let Some(line) = state.line(&sku) {
                     let new_qty = line.qty.get() + qty.get();
                     Self::check_qty(new_qty, available)?;
-                    return Ok(vec![CartItemQuantityChanged {
-                        cart_id,
-                        sku,
-                        old_qty: line.qty,
-                        new_qty: Quantity::new(new_qty.into())?,
-                        at: now,
-                    }]);
+                    return Self::within_bounds(
+                        state,
+                        vec![CartItemQuantityChanged {
+                            cart_id,
+                            sku,
+                            old_qty: line.qty,
+                            new_qty: Quantity::new(new_qty.into())?,
+                            at: now,
+                        }],
+                    );
                 }
                 if state.lines.len() >= Self::MAX_LINES {
                     return Err(CartError::TooManyLines);
                 }
                 Self::check_qty(qty.get(), available)?;
                 let name = bounded_text("name", &name, 200, true)?;
-                Ok(vec![CartItemAdded { cart_id, sku, name, digital, qty, unit_price, at: now }])
+                Self::within_bounds(
+                    state,
+                    vec![CartItemAdded { cart_id, sku, name, digital, qty, unit_price, at: now }],
+                )
             }
             CartCommand::ChangeQuantity { sku, qty, available, now } => {
                 let cart_id = open()?;
@@ -317,13 +340,16 @@ impl Aggregate for Cart {
                 // Lowering a quantity is always allowed, even if stock has since run short.
                 let available = if qty > line.qty { available } else { None };
                 Self::check_qty(qty.get(), available)?;
-                Ok(vec![CartItemQuantityChanged {
-                    cart_id,
-                    sku,
-                    old_qty: line.qty,
-                    new_qty: qty,
-                    at: now,
-                }])
+                Self::within_bounds(
+                    state,
+                    vec![CartItemQuantityChanged {
+                        cart_id,
+                        sku,
+                        old_qty: line.qty,
+                        new_qty: qty,
+                        at: now,
+                    }],
+                )
             }
             CartCommand::RemoveItem { sku, now } => {
                 let cart_id = open()?;
@@ -513,6 +539,38 @@ mod tests {
             .chain((0..100).map(|i| added(&format!("S{i}"), 1)))
             .collect();
         given::<Cart>(full).when(add("ONE-MORE", 1, None)).then_error("TOO_MANY_LINES");
+    }
+
+    #[test]
+    fn no_line_or_total_can_pass_the_money_bound() {
+        let priced = |n: i64, minor: i64| {
+            let mut c = add("BIG", n, None);
+            if let CartCommand::AddItem { unit_price, .. } = &mut c {
+                *unit_price = usd(minor);
+            }
+            c
+        };
+        given::<Cart>([created()]).when(priced(1, i64::MAX)).then_error("AMOUNT_TOO_LARGE");
+        // A bounded price whose line or cart total would pass the bound is refused at the
+        // step that would pass it.
+        let half = Money::MAX_MINOR / 2 + 1;
+        given::<Cart>([created()]).when(priced(2, half)).then_error("AMOUNT_TOO_LARGE");
+        let mut one = CartItemAdded {
+            cart_id: cid(),
+            sku: sku("BIG"),
+            name: "Big".into(),
+            digital: false,
+            qty: qty(1),
+            unit_price: usd(half),
+            at: t(1),
+        };
+        given::<Cart>([created(), one.clone()])
+            .when(change("BIG", 2, None))
+            .then_error("AMOUNT_TOO_LARGE");
+        if let CartItemAdded { sku: s, .. } = &mut one {
+            *s = sku("OTHER");
+        }
+        given::<Cart>([created(), one]).when(priced(1, half)).then_error("AMOUNT_TOO_LARGE");
     }
 
     #[test]

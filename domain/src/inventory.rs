@@ -200,6 +200,8 @@ pub enum InventoryError {
     ReservationNotActive(ReservationOutcome),
     #[error("an adjustment must be a non-zero change of at most {} units", Quantity::MAX)]
     InvalidAdjustment,
+    #[error("a SKU holds at most {} units on hand", Inventory::MAX_ON_HAND)]
+    StockLimit,
     #[error("this is the stream of SKU {expected}, not {got}")]
     SkuMismatch { expected: Sku, got: Sku },
     #[error(transparent)]
@@ -213,6 +215,7 @@ impl DomainError for InventoryError {
             Self::ReservationNotFound => "RESERVATION_NOT_FOUND",
             Self::ReservationNotActive(_) => "RESERVATION_NOT_ACTIVE",
             Self::InvalidAdjustment => "INVALID_ADJUSTMENT",
+            Self::StockLimit => "STOCK_LIMIT",
             Self::SkuMismatch { .. } => "SKU_MISMATCH",
             Self::Invalid(_) => "INVALID_INPUT",
         }
@@ -231,6 +234,17 @@ impl DomainError for InventoryError {
 pub struct Inventory;
 
 impl Inventory {
+    /// Units one SKU may hold on hand: far beyond any warehouse, and small enough that stock
+    /// columns and sums of movements never approach a `bigint`'s range.
+    pub const MAX_ON_HAND: u64 = 1_000_000_000_000;
+
+    fn check_limit(state: &InventoryState, delta: i64) -> Result<(), InventoryError> {
+        if delta > 0 && state.on_hand.saturating_add(delta.unsigned_abs()) > Self::MAX_ON_HAND {
+            return Err(InventoryError::StockLimit);
+        }
+        Ok(())
+    }
+
     fn check_sku(state: &InventoryState, sku: &Sku) -> Result<(), InventoryError> {
         match &state.sku {
             Some(expected) if expected != sku => {
@@ -277,6 +291,7 @@ impl Aggregate for Inventory {
         match command {
             InventoryCommand::Receive { sku, qty, now } => {
                 Self::check_sku(state, &sku)?;
+                Self::check_limit(state, i64::from(qty.get()))?;
                 Ok(vec![StockReceived { sku, qty, at: now }])
             }
             InventoryCommand::Adjust { sku, delta, reason, note, now } => {
@@ -285,6 +300,7 @@ impl Aggregate for Inventory {
                     return Err(InventoryError::InvalidAdjustment);
                 }
                 let note = bounded_text("note", &note, 500, false)?;
+                Self::check_limit(state, delta)?;
                 if delta < 0 && delta.unsigned_abs() > state.available() {
                     return Err(InventoryError::InsufficientStock {
                         available: state.available(),

@@ -102,7 +102,7 @@ pub enum MoneyError {
     UnknownCurrency(String),
     #[error("currency mismatch: {0} and {1}")]
     CurrencyMismatch(Currency, Currency),
-    #[error("amount out of range")]
+    #[error("amount out of range: Purser handles amounts up to {} minor units", Money::MAX_MINOR)]
     Overflow,
     #[error("amount must not be negative")]
     Negative,
@@ -116,6 +116,12 @@ pub struct Money {
 }
 
 impl Money {
+    /// The largest amount, in minor units, that Purser accepts anywhere: a price, a line, a
+    /// cart, an order, a payment or a refund (10^15: ten trillion dollars in cents). It is far
+    /// above any real sale and far below `i64::MAX`, so every sum the domain forms is checked
+    /// against it, and read models can add up thousands of such amounts in a `bigint`.
+    pub const MAX_MINOR: i64 = 1_000_000_000_000_000;
+
     pub fn new(minor: i64, currency: Currency) -> Money {
         Money { minor, currency }
     }
@@ -124,9 +130,22 @@ impl Money {
         Money { minor: 0, currency }
     }
 
-    /// A non-negative amount, as prices and payments must be.
+    /// A non-negative amount within bounds, as prices and payments must be.
     pub fn non_negative(minor: i64, currency: Currency) -> Result<Money, MoneyError> {
-        if minor < 0 { Err(MoneyError::Negative) } else { Ok(Money { minor, currency }) }
+        if minor < 0 {
+            return Err(MoneyError::Negative);
+        }
+        Money { minor, currency }.bounded()
+    }
+
+    /// Whether the amount lies within ±[`Money::MAX_MINOR`].
+    pub fn is_bounded(&self) -> bool {
+        self.minor.unsigned_abs() <= Self::MAX_MINOR as u64
+    }
+
+    /// The amount itself when it lies within bounds, `Overflow` otherwise.
+    pub fn bounded(self) -> Result<Money, MoneyError> {
+        if self.is_bounded() { Ok(self) } else { Err(MoneyError::Overflow) }
     }
 
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
@@ -134,7 +153,7 @@ impl Money {
             return Err(MoneyError::CurrencyMismatch(self.currency, other.currency));
         }
         let minor = self.minor.checked_add(other.minor).ok_or(MoneyError::Overflow)?;
-        Ok(Money { minor, currency: self.currency })
+        Money { minor, currency: self.currency }.bounded()
     }
 
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
@@ -142,12 +161,12 @@ impl Money {
             return Err(MoneyError::CurrencyMismatch(self.currency, other.currency));
         }
         let minor = self.minor.checked_sub(other.minor).ok_or(MoneyError::Overflow)?;
-        Ok(Money { minor, currency: self.currency })
+        Money { minor, currency: self.currency }.bounded()
     }
 
     pub fn checked_mul(self, factor: u32) -> Result<Money, MoneyError> {
         let minor = self.minor.checked_mul(i64::from(factor)).ok_or(MoneyError::Overflow)?;
-        Ok(Money { minor, currency: self.currency })
+        Money { minor, currency: self.currency }.bounded()
     }
 
     /// Human-readable form, e.g. `$1,234.50`, `€9.99`, `¥1,200`, `-$5.00`.
@@ -204,6 +223,24 @@ mod tests {
         );
         assert_eq!(usd.checked_mul(3).unwrap().minor, 300);
         assert_eq!(Money::new(i64::MAX, Currency::USD).checked_mul(2), Err(MoneyError::Overflow));
+    }
+
+    #[test]
+    fn every_step_stays_within_the_bound() {
+        let max = Money::new(Money::MAX_MINOR, Currency::USD);
+        assert!(max.is_bounded());
+        assert_eq!(
+            Money::non_negative(Money::MAX_MINOR + 1, Currency::USD),
+            Err(MoneyError::Overflow)
+        );
+        assert_eq!(Money::non_negative(i64::MAX, Currency::USD), Err(MoneyError::Overflow));
+        assert_eq!(max.checked_add(Money::new(1, Currency::USD)), Err(MoneyError::Overflow));
+        assert_eq!(max.checked_mul(2), Err(MoneyError::Overflow));
+        assert_eq!(
+            Money::new(-Money::MAX_MINOR, Currency::USD).checked_sub(Money::new(1, Currency::USD)),
+            Err(MoneyError::Overflow)
+        );
+        assert_eq!(max.checked_mul(1), Ok(max));
     }
 
     #[test]

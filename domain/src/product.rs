@@ -224,6 +224,8 @@ pub enum ProductError {
     CurrencyChange { from: crate::Currency, to: crate::Currency },
     #[error("a price must not be negative")]
     NegativePrice,
+    #[error("a price may be at most {} minor units", crate::Money::MAX_MINOR)]
+    PriceTooLarge,
     #[error("the product is already discontinued")]
     AlreadyDiscontinued,
     #[error("the product is not discontinued")]
@@ -239,6 +241,7 @@ impl DomainError for ProductError {
             Self::NotFound => "PRODUCT_NOT_FOUND",
             Self::CurrencyChange { .. } => "PRICE_CURRENCY_CHANGE",
             Self::NegativePrice => "NEGATIVE_PRICE",
+            Self::PriceTooLarge => "AMOUNT_TOO_LARGE",
             Self::AlreadyDiscontinued => "ALREADY_DISCONTINUED",
             Self::NotDiscontinued => "NOT_DISCONTINUED",
             Self::Invalid(_) => "INVALID_INPUT",
@@ -247,7 +250,9 @@ impl DomainError for ProductError {
 
     fn field(&self) -> Option<&'static str> {
         match self {
-            Self::CurrencyChange { .. } | Self::NegativePrice => Some("price"),
+            Self::CurrencyChange { .. } | Self::NegativePrice | Self::PriceTooLarge => {
+                Some("price")
+            }
             Self::Invalid(e) => Some(e.field),
             _ => None,
         }
@@ -255,6 +260,18 @@ impl DomainError for ProductError {
 }
 
 pub struct Product;
+
+impl Product {
+    fn check_price(price: crate::Money) -> Result<(), ProductError> {
+        if price.minor < 0 {
+            return Err(ProductError::NegativePrice);
+        }
+        if !price.is_bounded() {
+            return Err(ProductError::PriceTooLarge);
+        }
+        Ok(())
+    }
+}
 
 impl Aggregate for Product {
     const CATEGORY: &'static str = "product";
@@ -288,9 +305,7 @@ impl Aggregate for Product {
                 if state.exists {
                     return Err(ProductError::AlreadyExists);
                 }
-                if price.minor < 0 {
-                    return Err(ProductError::NegativePrice);
-                }
+                Self::check_price(price)?;
                 let details = ProductDetails::parse(&name, &description, &brand, &category)?;
                 if let Some(terms) = kind.digital_terms() {
                     terms.validate()?;
@@ -338,9 +353,7 @@ impl Aggregate for Product {
                         to: price.currency,
                     });
                 }
-                if price.minor < 0 {
-                    return Err(ProductError::NegativePrice);
-                }
+                Self::check_price(price)?;
                 if price == current_price {
                     return Ok(vec![]);
                 }

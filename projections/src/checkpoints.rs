@@ -24,6 +24,10 @@ pub struct CheckpointRow {
     pub lag_seconds: f64,
     pub status: String,
     pub last_error: Option<String>,
+    /// The event the last failed attempt held on its own, when it failed on one.
+    pub failing_position: Option<Position>,
+    /// Failed attempts since the last batch that committed.
+    pub failures: i64,
 }
 
 /// Read access to checkpoints, and waiting for them to reach a position.
@@ -156,7 +160,8 @@ impl Checkpoints {
         let rows = sqlx::query(
             "select c.name, c.commit_position, c.prepare_position, c.generation, c.events_applied,
                     c.last_event_at, c.updated_at, c.owner, c.owner_seen_at, s.lag_events,
-                    s.lag_seconds, s.status, c.last_error
+                    s.lag_seconds, s.status, c.last_error, c.failing_commit, c.failing_prepare,
+                    c.failures
              from purser.projection_checkpoints c
              join purser.projection_status s using (name)
              order by c.name",
@@ -178,6 +183,11 @@ impl Checkpoints {
                 lag_seconds: r.get("lag_seconds"),
                 status: r.get("status"),
                 last_error: r.get("last_error"),
+                failing_position: r
+                    .get::<Option<i64>, _>("failing_commit")
+                    .zip(r.get::<Option<i64>, _>("failing_prepare"))
+                    .map(|(c, p)| Position::from_db(c, p)),
+                failures: r.get("failures"),
             })
             .collect())
     }
@@ -235,7 +245,7 @@ pub(crate) async fn advance(
          set commit_position = $5, prepare_position = $6,
              events_applied = events_applied + $7,
              last_event_at = coalesce($8, last_event_at),
-             updated_at = now()
+             updated_at = now(), failing_commit = null, failing_prepare = null, failures = 0
          where name = $1 and commit_position = $2 and prepare_position = $3 and generation = $4",
     )
     .bind(name)
@@ -279,16 +289,26 @@ pub(crate) async fn heartbeat(
     Ok(())
 }
 
+/// Records a failed attempt: its error and, when the attempt held one event, that event's
+/// position (the event an operator may look at and choose to skip).
 pub(crate) async fn record_error(
     pool: &PgPool,
     name: &str,
     error: &str,
+    failing: Option<Position>,
 ) -> Result<(), sqlx::Error> {
+    let failing = failing.map(Position::to_db);
     sqlx::query(
-        "update purser.projection_checkpoints set last_error = $2, last_error_at = now() where name = $1",
+        "update purser.projection_checkpoints
+         set last_error = $2, last_error_at = now(), failures = failures + 1,
+             failing_commit = coalesce($3, failing_commit),
+             failing_prepare = coalesce($4, failing_prepare)
+         where name = $1",
     )
     .bind(name)
     .bind(error.chars().take(2000).collect::<String>())
+    .bind(failing.map(|f| f.0))
+    .bind(failing.map(|f| f.1))
     .execute(pool)
     .await?;
     Ok(())

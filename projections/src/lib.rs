@@ -7,7 +7,7 @@
 //! projections they read have reached a position (read-your-writes).
 
 use async_trait::async_trait;
-use purser_event_store::{EventFilter, RecordedEvent, StoreError};
+use purser_event_store::{EventFilter, Position, RecordedEvent, StoreError};
 use sqlx::PgConnection;
 
 pub mod analytics;
@@ -15,6 +15,7 @@ pub mod carts;
 pub mod catalog;
 mod checkpoints;
 pub mod customers;
+pub mod dead_letters;
 pub mod orders;
 mod runtime;
 
@@ -127,6 +128,23 @@ pub enum ProjectionError {
     Unknown(String),
     #[error("{0}")]
     Other(String),
+    /// A failure applying the one event at `position`.
+    #[error("event at position {position}: {source}")]
+    At {
+        position: Position,
+        #[source]
+        source: Box<ProjectionError>,
+    },
+}
+
+impl ProjectionError {
+    /// The position of the event this failed on, when it failed on one event.
+    pub fn failing_position(&self) -> Option<Position> {
+        match self {
+            ProjectionError::At { position, .. } => Some(*position),
+            _ => None,
+        }
+    }
 }
 
 /// Decodes a recorded event into the domain's typed events (upcasting older versions).

@@ -25,6 +25,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoints::{self, Checkpoints, Mark};
+use crate::dead_letters::SkipSet;
 use crate::{Projection, ProjectionError};
 
 /// The most events a lag measurement counts ("at least this many behind"). Counting is a scan
@@ -100,7 +101,7 @@ pub struct Projector {
     owner: String,
 }
 
-enum Stop {
+pub(crate) enum Stop {
     Shutdown,
     Reached,
     /// The checkpoint moved under us (reset, or another owner): reload and go on.
@@ -134,7 +135,15 @@ impl Projector {
         self.projections.iter().map(|p| p.name()).collect()
     }
 
-    fn find(&self, name: &str) -> Result<Arc<dyn Projection>, ProjectionError> {
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub(crate) fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
+    }
+
+    pub(crate) fn find(&self, name: &str) -> Result<Arc<dyn Projection>, ProjectionError> {
         self.projections
             .iter()
             .find(|p| p.name() == name)
@@ -200,10 +209,19 @@ impl Projector {
                 }
                 Ok(Stop::Reached | Stop::Restart) => backoff = Duration::from_millis(100),
                 Err(e) => {
+                    let failing = e.failing_position();
                     metrics::counter!("purser_projection_failures_total", "projection" => name)
                         .increment(1);
-                    tracing::error!(projection = name, error = %e, "projection failed; will retry");
-                    let _ = checkpoints::record_error(&self.pool, name, &e.to_string()).await;
+                    metrics::gauge!("purser_projection_failing", "projection" => name).set(1.0);
+                    tracing::error!(
+                        projection = name,
+                        error = %e,
+                        position = failing.map(tracing::field::display),
+                        "projection failed; it retries with back-off until the event applies or an \
+                         operator skips it (`purser projector --skip POSITION {name}`)"
+                    );
+                    let _ =
+                        checkpoints::record_error(&self.pool, name, &e.to_string(), failing).await;
                     careful = self.opts.batch_max;
                     pause(&shutdown, backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -215,7 +233,7 @@ impl Projector {
     /// Applies events for one claimed projection until shutdown, until `until` is reached,
     /// or until the checkpoint moves under it. While `careful` is above zero, batches hold one
     /// event each and count it down.
-    async fn drive(
+    pub(crate) async fn drive(
         &self,
         p: &Arc<dyn Projection>,
         claim: &mut Claim,
@@ -229,6 +247,9 @@ impl Projector {
         if until.is_some_and(|t| mark.position >= t) {
             return Ok(Stop::Reached);
         }
+        // Loaded at every (re)start: a skip asked for while the projection fails is picked
+        // up at its next retry.
+        let skips = SkipSet::load(&self.pool, name).await?;
         let mut sub = self.store.subscribe(mark.position, filter.clone());
         let mut status = tokio::time::interval(self.opts.status_interval);
         status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -273,7 +294,21 @@ impl Projector {
                     }
                 }
             }
-            let Some(to) = self.apply_batch(p, &filter, mark, &batch).await? else {
+            let applied = self.apply_batch(p, &filter, &skips, mark, &batch).await;
+            let applied = match applied {
+                Ok(applied) => applied,
+                Err(e) => {
+                    // A batch of one event names the event an operator may look at.
+                    return Err(match batch.as_slice() {
+                        [SubscriptionItem::Event(event)] => ProjectionError::At {
+                            position: event.position,
+                            source: Box::new(e),
+                        },
+                        _ => e,
+                    });
+                }
+            };
+            let Some(to) = applied else {
                 return Ok(Stop::Restart);
             };
             *careful = careful.saturating_sub(batch.len());
@@ -300,16 +335,20 @@ impl Projector {
         &self,
         p: &Arc<dyn Projection>,
         filter: &EventFilter,
+        skips: &SkipSet,
         mark: Mark,
         batch: &[SubscriptionItem],
     ) -> Result<Option<Position>, ProjectionError> {
         let mut to = mark.position;
         let mut last_event_at = None;
         let mut events: Vec<&RecordedEvent> = Vec::with_capacity(batch.len());
+        let mut skipped: Vec<&RecordedEvent> = Vec::new();
         for item in batch {
             match item {
                 SubscriptionItem::Event(e) => {
-                    if filter.matches(&e.stream, &e.event_type) {
+                    if skips.contains(e.position) {
+                        skipped.push(&**e);
+                    } else if filter.matches(&e.stream, &e.event_type) {
                         events.push(&**e);
                         last_event_at = Some(e.recorded_at);
                     }
@@ -333,6 +372,14 @@ impl Projector {
             // it joins the trace of the request that caused the event.
             p.apply_batch(&mut tx, &events).await?;
         }
+        if !skipped.is_empty() {
+            tracing::warn!(
+                projection = p.name(),
+                events = skipped.len(),
+                "passing over dead-lettered events"
+            );
+            skips.record(&mut tx, p.name(), &skipped).await?;
+        }
         if !checkpoints::advance(&mut tx, p.name(), mark, to, applied, last_event_at).await? {
             tracing::info!(
                 projection = p.name(),
@@ -347,6 +394,7 @@ impl Projector {
             .increment(applied as u64);
         metrics::gauge!("purser_projection_position", "projection" => p.name())
             .set(to.prepare as f64);
+        metrics::gauge!("purser_projection_failing", "projection" => p.name()).set(0.0);
         Ok(Some(to))
     }
 
@@ -531,7 +579,10 @@ fn claim_key(name: &str) -> i64 {
 }
 
 impl Claim {
-    async fn try_acquire(pool: &PgPool, name: &str) -> Result<Option<Claim>, sqlx::Error> {
+    pub(crate) async fn try_acquire(
+        pool: &PgPool,
+        name: &str,
+    ) -> Result<Option<Claim>, sqlx::Error> {
         let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
         let got: bool = sqlx::query_scalar("select pg_try_advisory_lock($1)")
             .bind(claim_key(name))

@@ -45,7 +45,8 @@ impl CheckoutStatusQuery {
         if tokens.verify_order_status(&status_token, order_id).is_err() {
             return Ok(None);
         }
-        read.wait_for(ctx, &["orders"], min_position.as_deref()).await?;
+        read.wait_for(ctx, &["orders"], min_position.as_deref())
+            .await?;
         let Some(row) = load_order(&read.pool, order_id.as_uuid())
             .await
             .map_err(db_error)?

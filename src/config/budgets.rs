@@ -22,6 +22,9 @@ pub struct Budgets {
     pub admission: Limits,
     pub websocket: WsLimits,
     pub rate_limit: RateLimit,
+    /// The header a proxy in front puts the client's address in (its last entry is used),
+    /// e.g. `x-forwarded-for`; unset: the connection's peer address.
+    pub client_ip_header: Option<axum::http::HeaderName>,
     /// Read-your-writes waits (`minPosition`) a process holds at once; beyond it a query gets
     /// a fast `UNAVAILABLE` with a retry hint instead of a place in a queue.
     pub max_waiters: usize,
@@ -53,10 +56,21 @@ impl Budgets {
             per_second: number(get, "PURSER_RATE_LIMIT_PER_SEC", 50, 0, 1_000_000)? as u32,
             burst: number(get, "PURSER_RATE_LIMIT_BURST", 100, 1, 1_000_000)? as u32,
         };
+        let client_ip_header = match get("PURSER_CLIENT_IP_HEADER").filter(|h| !h.trim().is_empty())
+        {
+            None => None,
+            Some(h) => Some(h.trim().parse().map_err(|_| {
+                ConfigError(format!(
+                    "PURSER_CLIENT_IP_HEADER must be a header name like x-forwarded-for, not {:?}",
+                    h.chars().take(40).collect::<String>()
+                ))
+            })?),
+        };
         Ok(Budgets {
             admission,
             websocket,
             rate_limit,
+            client_ip_header,
             max_waiters: number(get, "PURSER_MAX_CONSISTENCY_WAITERS", 256, 1, 100_000)? as usize,
             shutdown_timeout: Duration::from_secs(number(
                 get,

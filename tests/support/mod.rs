@@ -40,6 +40,8 @@ pub fn config_for(db: &TestDb, extra: &[(&str, &str)]) -> Config {
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
     );
     vars.insert("PURSER_RETRY_BASE_MS".into(), "20".into());
+    // Tests drive one server hard from one address; the rate limit has a test of its own.
+    vars.insert("PURSER_RATE_LIMIT_PER_SEC".into(), "0".into());
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
     }
@@ -216,6 +218,7 @@ pub fn purser_command(db_url: &str) -> Command {
         // As the in-process apps: tests run side by side on one Postgres, whose default
         // max_connections (100) several 16-connection processes would exhaust.
         .env("PURSER_DB_POOL_SIZE", "8")
+        .env("PURSER_RATE_LIMIT_PER_SEC", "0")
         .env(
             "PURSER_LOG",
             std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
