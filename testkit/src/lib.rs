@@ -60,7 +60,7 @@ impl TestDb {
         let mut admin = PgConnection::connect_with(&admin_opts)
             .await
             .unwrap_or_else(|e| panic!("cannot reach Postgres for tests ({}): {e}", base_url()));
-        let template = ensure_template(&mut admin, &admin_opts).await;
+        let mut template = ensure_template(&mut admin, &admin_opts).await;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -73,6 +73,14 @@ impl TestDb {
                 .await;
             match created {
                 Ok(_) => break,
+                // A run of another checkout (other migrations) swept our template away
+                // between the check and the copy: build it again.
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("3D000") && attempts < 50 =>
+                {
+                    attempts += 1;
+                    template = ensure_template(&mut admin, &admin_opts).await;
+                }
                 // Another session may be touching the template for a moment.
                 Err(e) if attempts < 50 => {
                     attempts += 1;
@@ -178,6 +186,16 @@ async fn ensure_template(admin: &mut PgConnection, admin_opts: &PgConnectOptions
                 .expect("migrate template");
             c.close().await.expect("close template connection");
         }
+        // When it was built, so a sweep by another checkout's tests leaves it alone while it
+        // may still be in use.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        admin
+            .execute(format!(r#"comment on database "{building}" is 'built {now}'"#).as_str())
+            .await
+            .expect("stamp template");
         // Renaming makes the finished template appear atomically.
         admin
             .execute(format!(r#"alter database "{building}" rename to "{template}""#).as_str())
@@ -199,10 +217,12 @@ async fn database_exists(admin: &mut PgConnection, name: &str) -> bool {
         .expect("query pg_database")
 }
 
-/// Drops test databases older than three hours (left by killed runs) and old templates.
+/// Drops test databases older than three hours (left by killed runs), and templates of other
+/// migration sets built more than a day ago (other checkouts may still be testing with them).
 async fn sweep_stale(admin: &mut PgConnection) {
-    let names: Vec<String> = sqlx::query_scalar(
-        "select datname from pg_database where datname like 'purser\\_t\\_%' or datname like 'purser\\_tpl\\_%'",
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+        "select datname, shobj_description(oid, 'pg_database') from pg_database
+         where datname like 'purser\\_t\\_%' or datname like 'purser\\_tpl\\_%'",
     )
     .fetch_all(&mut *admin)
     .await
@@ -212,14 +232,19 @@ async fn sweep_stale(admin: &mut PgConnection) {
         .unwrap()
         .as_secs();
     let current = template_name();
-    for name in names {
+    for (name, comment) in rows {
+        let built = comment
+            .as_deref()
+            .and_then(|c| c.strip_prefix("built "))
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
         let stale = if let Some(rest) = name.strip_prefix("purser_t_") {
             rest.split('_')
                 .next()
                 .and_then(|t| t.parse::<u64>().ok())
                 .is_some_and(|t| now > t + 3 * 3600)
         } else {
-            !name.starts_with(&current)
+            !name.starts_with(&current) && now > built + 24 * 3600
         };
         if stale {
             let _ = admin

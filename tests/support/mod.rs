@@ -5,6 +5,7 @@
 
 pub mod shop;
 pub mod smtp;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
