@@ -29,9 +29,9 @@ use crate::dead_letters::SkipSet;
 use crate::{Projection, ProjectionError};
 
 /// The most events a lag measurement counts ("at least this many behind"). Counting is a scan
-/// of the backlog: at 100,000 it took ~0.6 s per projection and status tick during a 1M-event
-/// catch-up, a third of the database's time in that rebuild; 10,000 still tells an operator
-/// "far behind", and `lag_seconds` (the oldest unapplied event) stays exact.
+/// of the backlog, repeated every status tick, so a large cap costs a catch-up real database
+/// time (BENCHMARKS.md); 10,000 still tells an operator "far behind", and `lag_seconds` (the
+/// oldest unapplied event) stays exact.
 const LAG_COUNT_CAP: u64 = 10_000;
 
 /// Batches at least this big (a projection catching up) start by dropping the connection's
@@ -48,10 +48,9 @@ const REPLAN_BATCH: usize = 100;
 /// A batch of a catch-up also drops the connection's cached plans (`DISCARD PLANS`; the
 /// prepared statements stay), so each statement is planned for the tables as they are now. A
 /// rebuild starts from truncated tables, and a generic plan Postgres made while a table was
-/// empty (a sequential scan looks free then) stays cached as the table grows: measured on a
-/// 200,000-event catch-up, the analytics projection's lookup of a payment's intent averaged
-/// 1.2 ms per event instead of 0.09 ms, halving the projection's speed. Planning each statement
-/// again once per few hundred events costs next to nothing. Live batches (a few events) keep
+/// empty (a sequential scan looks free then) stays cached as the table grows and gets slower
+/// with every row the rebuild adds (BENCHMARKS.md). Planning each statement again once per few
+/// hundred events costs next to nothing. Live batches (a few events) keep
 /// their plans: the tables are no longer empty by then.
 pub fn batch_begin(events: usize) -> &'static str {
     if events >= REPLAN_BATCH {

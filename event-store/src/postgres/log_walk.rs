@@ -21,13 +21,11 @@ pub(super) struct Page {
 impl PgEventStore {
     /// A transaction for a read that walks the log in log order from a position, at most so
     /// many events: the `events_log_order` index in order is always the plan for it. The row
-    /// comparison on (transaction id, position) defeats the planner's row estimates, and it
-    /// chose otherwise, measured on a 1M-event log: once the prepared page read switched to its
-    /// generic plan, a parallel index scan (8–10 ms per 500-event page instead of 0.7–1.3 ms,
-    /// with worker start-ups competing for the cores); for the lag count, a sequential scan and
-    /// sort (300–520 ms to count 10,000 events). Three projections catching up spent more time
-    /// waiting on these reads than writing. The settings last for this transaction only and go
-    /// in one round trip with `BEGIN`.
+    /// comparison on (transaction id, position) defeats the planner's row estimates, and on a
+    /// large log it picks a parallel index scan for the prepared page read (worker start-ups
+    /// competing for the cores) or a sequential scan and sort for the lag count, both far slower
+    /// than walking the index in order (BENCHMARKS.md has the figures). The settings last for
+    /// this transaction only and go in one round trip with `BEGIN`.
     pub(super) async fn begin_log_walk(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
