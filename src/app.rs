@@ -100,7 +100,11 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Connects to Postgres and the event store; fails fast with one clear sentence.
+/// How long startup waits for a KurrentDB leader to answer before giving up.
+const KURRENTDB_LEADER_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Connects to Postgres and the event store; fails with one clear sentence (at once, or
+/// after waiting for a KurrentDB leader).
 pub async fn connect(config: &Config) -> anyhow::Result<Services> {
     let pool = connect_pool(
         config.pg_options(),
@@ -122,12 +126,16 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
         StoreKind::Postgres => Arc::new(PgEventStore::new(pool.clone())),
         StoreKind::KurrentDb => {
             let k = KurrentEventStore::from_url(config.kurrentdb_url.expose())?;
-            k.check(Duration::from_secs(5)).await.map_err(|e| {
-                anyhow!(
-                    "cannot reach KurrentDB at {}: {e}",
-                    purser_api_core::config::redact_url(config.kurrentdb_url.expose())
-                )
-            })?;
+            // A cluster electing a leader, or a node still starting, answers "not ready" for
+            // a few seconds: wait for a leader rather than fail (and be restarted) meanwhile.
+            k.wait_for_leader(KURRENTDB_LEADER_PATIENCE)
+                .await
+                .map_err(|e| {
+                    anyhow!(
+                        "cannot reach KurrentDB at {}: {e}",
+                        purser_api_core::config::redact_url(config.kurrentdb_url.expose())
+                    )
+                })?;
             Arc::new(k)
         }
     };

@@ -633,6 +633,42 @@ async fn a_rewrite_of_events_and_seals_is_caught_only_by_a_copy_of_the_seals_kep
     );
 }
 
+/// KurrentDB refuses an append over its size limit (1 MiB by default up to v25.0), so an
+/// import splits a stream's run of events by size as well as by count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_splits_large_events_into_appends_under_the_size_limit() {
+    let db = purser_testkit::TestDb::new().await;
+    let store = PgEventStore::new(db.pool().await);
+    let blob = "x".repeat(200 * 1024);
+    let mut file = Vec::new();
+    for version in 0..6u64 {
+        let e = ExportedEvent {
+            id: uuid::Uuid::new_v4(),
+            stream: "blob-1".into(),
+            version,
+            position: "0/0".into(),
+            commit: 0,
+            prepare: 0,
+            event_type: "Blob".into(),
+            schema_version: 1,
+            data: json!({ "blob": blob }),
+            metadata: Default::default(),
+            recorded_at: chrono::Utc::now(),
+            hash: None,
+        };
+        serde_json::to_writer(&mut file, &e).unwrap();
+        file.push(b'\n');
+    }
+    let summary = purser::audit::import(&store, &mut &file[..], &mut Progress::silent("import"))
+        .await
+        .expect("import");
+    assert_eq!(summary.events, 6);
+    // Two 200 KiB events fit under the 512 KiB a batch may hold; three do not.
+    assert_eq!(summary.appends, 3);
+    let stream = StreamName::new("blob-1").unwrap();
+    assert_eq!(store.read_stream(&stream, 0, 10).await.unwrap().len(), 6);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_exports_to_a_file_and_refuses_to_import_into_a_non_empty_store() {
     let mut app = spawn_app().await;

@@ -110,6 +110,47 @@ fn the_compose_file_is_well_formed_and_refers_only_to_what_exists() {
     }
 }
 
+/// The KurrentDB services count as healthy only with a leader (or, in the cluster, as a
+/// follower of one), run without AtomPub, and Purser comes back when it fails.
+#[test]
+fn kurrentdb_services_wait_for_a_leader_and_purser_restarts() {
+    let compose = load_yaml("docker-compose.yml");
+    let services = get(&compose, "services").expect("services");
+    for name in ["kurrentdb", "kurrentdb-1", "kurrentdb-2", "kurrentdb-3"] {
+        let svc = get(services, name).unwrap_or_else(|| panic!("no {name}"));
+        let check = get(svc, "healthcheck")
+            .and_then(|h| get(h, "test"))
+            .and_then(Yaml::as_vec)
+            .map(|t| {
+                t.iter()
+                    .filter_map(Yaml::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_else(|| panic!("{name} has no healthcheck"));
+        assert!(
+            check.contains("/info") && check.contains("leader"),
+            "{name} must wait for a leader: {check}"
+        );
+        let env = get(svc, "environment")
+            .and_then(Yaml::as_hash)
+            .expect("environment");
+        let mut keys: Vec<&str> = env.keys().filter_map(Yaml::as_str).collect();
+        if let Some(base) = env.get(&Yaml::String("<<".into())).and_then(Yaml::as_hash) {
+            keys.extend(base.keys().filter_map(Yaml::as_str));
+        }
+        assert!(
+            !keys.iter().any(|k| k.contains("ATOM_PUB")),
+            "{name} enables AtomPub: {keys:?}"
+        );
+    }
+    let purser = get(services, "purser").expect("purser");
+    assert!(
+        get(purser, "restart").and_then(Yaml::as_str).is_some(),
+        "the purser service needs a restart policy"
+    );
+}
+
 #[test]
 fn monitoring_provisioning_parses_and_the_dashboard_uses_only_real_metrics() {
     let prometheus = load_yaml("deploy/prometheus/prometheus.yml");

@@ -6,6 +6,7 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use purser_event_store::{EventFilter, EventStore, KurrentEventStore, PgEventStore, Position};
 use purser_projections::{Checkpoints, table_checksum};
 use serde_json::json;
 use support::shop::{CARD_DECLINED, CARD_OK, Shop, address};
@@ -899,4 +900,75 @@ async fn a_read_database_that_never_catches_up_gives_a_consistency_timeout_not_s
     );
     assert_eq!(r["data"]["product"], json!(null), "{r}");
     app.stop().await;
+}
+
+/// Runs `purser seed` twice on `db` (and the event store `env` selects) and checks that the
+/// second run appends nothing to the streams seeding writes, in particular no stock receipt
+/// twice: they carry fixed event ids, which the event store must recognise when they are sent
+/// again, whatever version the stream is at by then.
+async fn seed_twice(db: &purser_testkit::TestDb, env: &[(&str, &str)], store: &dyn EventStore) {
+    let (url, env): (String, Vec<(String, String)>) = (
+        db.url(),
+        env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    let seed = move || {
+        let mut cmd = purser_command(&url);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        cmd.args(["seed", "--products", "12", "--orders", "0"]);
+        support::run_with_timeout(cmd, Duration::from_secs(120))
+    };
+    let seeded = EventFilter::categories(["product", "inventory", "customer"]);
+    let receipts = EventFilter {
+        categories: vec!["inventory".into()],
+        event_types: vec!["StockReceived".into()],
+    };
+    let count = |filter: &EventFilter| {
+        let filter = filter.clone();
+        async move {
+            store
+                .backlog(Position::START, &filter, u64::MAX)
+                .await
+                .unwrap()
+                .0
+        }
+    };
+    let (code, first, err) = tokio::task::spawn_blocking(seed.clone()).await.unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    let (stocked, events) = (count(&receipts).await, count(&seeded).await);
+    assert!(stocked > 0, "{first}");
+    let (code, _, err) = tokio::task::spawn_blocking(seed).await.unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(count(&receipts).await, stocked, "stock received twice");
+    assert_eq!(
+        count(&seeded).await,
+        events,
+        "the second run appended events"
+    );
+}
+
+/// The compose setup runs `purser seed` on every start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeding_twice_appends_nothing_the_second_time() {
+    let db = purser_testkit::TestDb::new().await;
+    let store = PgEventStore::new(db.pool().await);
+    seed_twice(&db, &[], &store).await;
+}
+
+/// The same on KurrentDB (the compose default), where `KURRENTDB_URL` points at a server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeding_twice_on_kurrentdb_appends_nothing_the_second_time() {
+    let Ok(url) = std::env::var("KURRENTDB_URL") else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "seeding on KurrentDB not tested: KURRENTDB_URL is not set"
+        );
+        return;
+    };
+    let db = purser_testkit::TestDb::new().await;
+    let store = KurrentEventStore::from_url(&url).unwrap();
+    let env = [("PURSER_EVENT_STORE", "kurrentdb"), ("KURRENTDB_URL", &url)];
+    seed_twice(&db, &env, &store).await;
 }

@@ -11,6 +11,11 @@
 //! optimisation only: the append's expected version is what guarantees correctness, so a stale
 //! entry costs one more read, and a refusal or no-op decided on an unread entry is decided
 //! again on the stream as stored before the caller hears of it.
+//!
+//! Outages. A store that is briefly unavailable (a KurrentDB leader election, a lost
+//! connection) is waited out for a few seconds. An append that failed that way may have gone
+//! through, so the next attempt decides again on the stream as stored and sends the same event
+//! ids; the store answers with a duplicate when they are there, never with a second copy.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -77,6 +82,22 @@ pub struct CommandBus {
 }
 
 const CACHE_CAPACITY: usize = 50_000;
+
+/// Pauses before trying again while the store is unavailable: about 3.5 s in all, long
+/// enough for a KurrentDB leader election or a Postgres connection to come back; longer
+/// outages are reported to the caller.
+const OUTAGE_PAUSES: [Duration; 4] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_millis(1750),
+];
+
+async fn pause_for_outage(outages: &mut usize, why: &str) {
+    tracing::warn!(reason = why, "event store unavailable; trying again");
+    tokio::time::sleep(OUTAGE_PAUSES[*outages]).await;
+    *outages += 1;
+}
 const LOCK_STRIPES: usize = 1024;
 
 impl CommandBus {
@@ -290,6 +311,11 @@ impl CommandBus {
         // decided again on the stream as stored before it is reported.
         let mut trust_cache = true;
         let mut retry = false;
+        // Event ids stay the same across attempts, so that an append that went through
+        // unseen (the store became unavailable before it answered) is recognised as a
+        // duplicate when it is sent again instead of being stored twice.
+        let mut ids: Vec<uuid::Uuid> = Vec::new();
+        let mut outages = 0;
         for _ in 0..self.max_attempts {
             if retry {
                 metrics::counter!("purser_command_retries_total", "aggregate" => A::CATEGORY, "command" => command)
@@ -305,10 +331,14 @@ impl CommandBus {
             let from_cache = unread.is_some();
             let (state, version, position) = match unread {
                 Some((state, version, position)) => (state, Some(version), Some(position)),
-                None => self
-                    .load_stream::<A>(stream)
-                    .await
-                    .map_err(CommandError::Store)?,
+                None => match self.load_stream::<A>(stream).await {
+                    Ok(loaded) => loaded,
+                    Err(StoreError::Unavailable(why)) if outages < OUTAGE_PAUSES.len() => {
+                        pause_for_outage(&mut outages, &why).await;
+                        continue;
+                    }
+                    Err(e) => return Err(CommandError::Store(e)),
+                },
             };
             let mut events = Vec::new();
             let mut next = state.clone();
@@ -349,9 +379,12 @@ impl CommandBus {
                 .iter()
                 .enumerate()
                 .map(|(n, e)| {
+                    while ids.len() <= n {
+                        ids.push(ctx.event_id(ids.len()));
+                    }
                     let (event_type, schema_version, data) = e.encode();
                     NewEvent {
-                        id: ctx.event_id(n),
+                        id: ids[n],
                         event_type: event_type.to_owned(),
                         schema_version,
                         data,
@@ -409,6 +442,13 @@ impl CommandBus {
                     let jitter = rand::rng().random_range(0..=backoff.as_micros() as u64);
                     tokio::time::sleep(Duration::from_micros(jitter)).await;
                     backoff = (backoff * 2).min(Duration::from_millis(200));
+                }
+                Err(StoreError::Unavailable(why)) if outages < OUTAGE_PAUSES.len() => {
+                    // A leader election, a restart, a lost connection: the append may or may
+                    // not have happened. Decide again on the stream as stored and send the
+                    // same ids; the store recognises them if they are there.
+                    self.forget(stream);
+                    pause_for_outage(&mut outages, &why).await;
                 }
                 Err(e) => return Err(CommandError::Store(e)),
             }

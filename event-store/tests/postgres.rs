@@ -21,7 +21,35 @@ async fn make() -> Option<(Arc<dyn EventStore>, TestDb)> {
     Some((Arc::new(store), db))
 }
 
-contract_suite!(make);
+/// What a server restart does to the store: every connection to its database is cut (the
+/// shared Postgres server of the test run cannot itself be restarted).
+async fn drop_connections(db: &TestDb) -> bool {
+    let admin = sqlx::PgPool::connect(&purser_testkit::base_url())
+        .await
+        .expect("connect to the server");
+    let name = db
+        .connect_options()
+        .get_database()
+        .expect("a database")
+        .to_owned();
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1",
+    )
+    .bind(&name)
+    .fetch_all(&admin)
+    .await
+    .expect("terminate the connections");
+    assert!(!cut.is_empty(), "the store had no connection to cut");
+    true
+}
+
+contract_suite!(
+    make,
+    drop_connections,
+    contract::Traits {
+        refuses_ids_of_other_streams: true
+    }
+);
 
 /// Appends through the SQL function inside a caller-held transaction, so the test controls
 /// when it commits.

@@ -60,6 +60,18 @@ pub fn batch_begin(events: usize) -> &'static str {
     }
 }
 
+/// The number `purser_projection_position` shows for a checkpoint: on Postgres the global
+/// sequence number (the prepare half); on KurrentDB the log offset, which is the commit half.
+/// KurrentDB's own catch-up checkpoints have a prepare half of 0 (the end of the last record
+/// read), so the prepare half would drop to 0 whenever one arrived.
+fn position_gauge(store_kind: &str, at: Position) -> f64 {
+    if store_kind == "kurrentdb" {
+        at.commit as f64
+    } else {
+        at.prepare as f64
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ProjectorOptions {
     /// The most events applied in one transaction.
@@ -392,7 +404,7 @@ impl Projector {
         metrics::counter!("purser_projection_events_applied_total", "projection" => p.name())
             .increment(applied as u64);
         metrics::gauge!("purser_projection_position", "projection" => p.name())
-            .set(to.prepare as f64);
+            .set(position_gauge(self.store.kind(), to));
         metrics::gauge!("purser_projection_failing", "projection" => p.name()).set(0.0);
         Ok(Some(to))
     }
@@ -611,5 +623,22 @@ impl Claim {
             .execute(&mut self.conn)
             .await
             .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_position_gauge_never_drops_to_zero_on_a_kurrentdb_checkpoint() {
+        // An event at log offset 5000, then the server's catch-up checkpoint at the end of a
+        // later record: (5120, 0).
+        let event = Position::new(5000, 5000);
+        let checkpoint = Position::new(5120, 0);
+        assert_eq!(position_gauge("kurrentdb", event), 5000.0);
+        assert_eq!(position_gauge("kurrentdb", checkpoint), 5120.0);
+        // On Postgres the commit half is a transaction id; the sequence number is shown.
+        assert_eq!(position_gauge("postgres", Position::new(812, 77)), 77.0);
     }
 }

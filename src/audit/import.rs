@@ -20,6 +20,12 @@ use super::progress::Progress;
 /// Most events appended in one call. Consecutive events of one stream share an append.
 pub const BATCH: usize = 500;
 
+/// Most bytes (data, metadata and type, as KurrentDB counts an append's size) in one append.
+/// KurrentDB refuses a write larger than its `MaxAppendSize`, 1 MiB by default up to v25.0
+/// (`ClusterVNodeOptions`); half of that leaves room for what this estimate leaves out. An
+/// event larger than this on its own is still sent alone.
+pub const BATCH_BYTES: usize = 512 * 1024;
+
 /// What an import appended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportSummary {
@@ -32,6 +38,16 @@ struct Batch {
     first_version: u64,
     first_line: u64,
     events: Vec<NewEvent>,
+    bytes: usize,
+}
+
+/// An event's size as KurrentDB counts it towards the append limit (`Event.SizeOnDisk`: data,
+/// metadata, and the type at two bytes a character), with Purser's metadata as stored.
+fn append_size(e: &NewEvent) -> usize {
+    let data = serde_json::to_vec(&e.data).map_or(0, |v| v.len());
+    let metadata = serde_json::to_vec(&e.metadata).map_or(0, |v| v.len());
+    // The schema version travels in the metadata too: `"schema_version":65535,` at most.
+    data + metadata + 24 + 2 * e.event_type.len()
 }
 
 /// Refuses unless the store holds no event at all: an import rebuilds a history, it does not
@@ -77,14 +93,17 @@ pub async fn import(
             data: e.data,
             metadata: e.metadata,
         };
+        let size = append_size(&event);
         let continues = batch.as_ref().is_some_and(|b| {
             b.stream == stream
                 && b.events.len() < BATCH
+                && b.bytes + size <= BATCH_BYTES
                 && b.first_version + b.events.len() as u64 == e.version
         });
         if continues {
             if let Some(b) = batch.as_mut() {
                 b.events.push(event);
+                b.bytes += size;
             }
             continue;
         }
@@ -96,6 +115,7 @@ pub async fn import(
             first_version: e.version,
             first_line: line_no,
             events: vec![event],
+            bytes: size,
         });
     }
     if let Some(b) = batch.take() {
