@@ -17,10 +17,11 @@ use purser_domain::order::{Order, OrderCommand, OrderLine};
 use purser_domain::payment::{Payment, PaymentCommand, PaymentMethod};
 use purser_domain::product::{Product, ProductCommand, ProductKind};
 use purser_domain::{
-    Aggregate, CartId, Currency, CustomerId, Email, Event, Money, OrderId, PaymentId, Quantity,
-    Sku,
+    Aggregate, CartId, Currency, CustomerId, Email, Event, Money, OrderId, PaymentId, Quantity, Sku,
 };
-use purser_event_store::{EventStore, ExpectedVersion, Metadata, NewEvent, PgEventStore, StreamName};
+use purser_event_store::{
+    EventStore, ExpectedVersion, Metadata, NewEvent, PgEventStore, StreamName,
+};
 use purser_projections::{Checkpoints, Projector};
 use purser_testkit::TestDb;
 
@@ -42,14 +43,42 @@ fn quantity() -> impl Strategy<Value = i64> {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Product { sku: u8, price: i64 },
-    Reprice { sku: u8, price: i64 },
-    Receive { sku: u8, qty: i64 },
-    Adjust { sku: u8, delta: i64 },
-    CartAdd { cart: u8, sku: u8, qty: i64, price: i64 },
-    CartChange { cart: u8, sku: u8, qty: i64 },
-    Place { order: u8, lines: Vec<(u8, i64, i64)> },
-    Pay { order: u8, amount: i64, refund: i64 },
+    Product {
+        sku: u8,
+        price: i64,
+    },
+    Reprice {
+        sku: u8,
+        price: i64,
+    },
+    Receive {
+        sku: u8,
+        qty: i64,
+    },
+    Adjust {
+        sku: u8,
+        delta: i64,
+    },
+    CartAdd {
+        cart: u8,
+        sku: u8,
+        qty: i64,
+        price: i64,
+    },
+    CartChange {
+        cart: u8,
+        sku: u8,
+        qty: i64,
+    },
+    Place {
+        order: u8,
+        lines: Vec<(u8, i64, i64)>,
+    },
+    Pay {
+        order: u8,
+        amount: i64,
+        refund: i64,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -58,13 +87,31 @@ fn step() -> impl Strategy<Value = Step> {
         (sku.clone(), amount()).prop_map(|(sku, price)| Step::Product { sku, price }),
         (sku.clone(), amount()).prop_map(|(sku, price)| Step::Reprice { sku, price }),
         (sku.clone(), quantity()).prop_map(|(sku, qty)| Step::Receive { sku, qty }),
-        (sku.clone(), -2_000_000i64..2_000_000).prop_map(|(sku, delta)| Step::Adjust { sku, delta }),
-        (0u8..3, sku.clone(), quantity(), amount())
-            .prop_map(|(cart, sku, qty, price)| Step::CartAdd { cart, sku, qty, price }),
-        (0u8..3, sku.clone(), quantity()).prop_map(|(cart, sku, qty)| Step::CartChange { cart, sku, qty }),
-        (0u8..3, prop::collection::vec((sku.clone(), quantity(), amount()), 1..4))
+        (sku.clone(), -2_000_000i64..2_000_000)
+            .prop_map(|(sku, delta)| Step::Adjust { sku, delta }),
+        (0u8..3, sku.clone(), quantity(), amount()).prop_map(|(cart, sku, qty, price)| {
+            Step::CartAdd {
+                cart,
+                sku,
+                qty,
+                price,
+            }
+        }),
+        (0u8..3, sku.clone(), quantity()).prop_map(|(cart, sku, qty)| Step::CartChange {
+            cart,
+            sku,
+            qty
+        }),
+        (
+            0u8..3,
+            prop::collection::vec((sku.clone(), quantity(), amount()), 1..4)
+        )
             .prop_map(|(order, lines)| Step::Place { order, lines }),
-        (0u8..3, amount(), amount()).prop_map(|(order, amount, refund)| Step::Pay { order, amount, refund }),
+        (0u8..3, amount(), amount()).prop_map(|(order, amount, refund)| Step::Pay {
+            order,
+            amount,
+            refund
+        }),
     ]
 }
 
@@ -145,7 +192,10 @@ impl World {
             }
             Step::Reprice { sku, price } => {
                 let sku = self.sku(sku);
-                let cmd = ProductCommand::ChangePrice { price: usd(price), now: now() };
+                let cmd = ProductCommand::ChangePrice {
+                    price: usd(price),
+                    now: now(),
+                };
                 run::<Product>(&mut self.products, &mut self.accepted, &sku, cmd);
             }
             Step::Receive { sku, qty } => {
@@ -168,7 +218,12 @@ impl World {
                 };
                 run::<Inventory>(&mut self.stock, &mut self.accepted, &sku, cmd);
             }
-            Step::CartAdd { cart, sku, qty, price } => self.cart_add(cart, sku, qty, price),
+            Step::CartAdd {
+                cart,
+                sku,
+                qty,
+                price,
+            } => self.cart_add(cart, sku, qty, price),
             Step::CartChange { cart, sku, qty } => {
                 let id = CartId::from(self.id("cart", cart));
                 let cmd = CartCommand::ChangeQuantity {
@@ -180,7 +235,11 @@ impl World {
                 run::<Cart>(&mut self.carts, &mut self.accepted, &id, cmd);
             }
             Step::Place { order, lines } => self.place(order, lines),
-            Step::Pay { order, amount, refund } => self.pay(order, amount, refund),
+            Step::Pay {
+                order,
+                amount,
+                refund,
+            } => self.pay(order, amount, refund),
         }
     }
 
@@ -216,7 +275,13 @@ impl World {
         let lines: Result<Vec<OrderLine>, _> = unique
             .into_iter()
             .map(|(sku, (qty, price))| {
-                OrderLine::new(self.sku(sku), "Item", Quantity::new(qty).unwrap(), usd(price), None)
+                OrderLine::new(
+                    self.sku(sku),
+                    "Item",
+                    Quantity::new(qty).unwrap(),
+                    usd(price),
+                    None,
+                )
             })
             .collect();
         let Ok(lines) = lines else {
@@ -247,7 +312,10 @@ impl World {
                 idempotency_key: format!("k-{}", self.case),
                 now: now(),
             },
-            PaymentCommand::Capture { gateway_reference: "ch_1".into(), now: now() },
+            PaymentCommand::Capture {
+                gateway_reference: "ch_1".into(),
+                now: now(),
+            },
             PaymentCommand::Refund {
                 amount: usd(refund),
                 reason: "test".into(),
@@ -270,16 +338,25 @@ async fn every_event_the_domain_accepts_is_projectable() {
     let steps = prop::collection::vec(step(), 1..40);
     let mut appended = 0;
     for case in 0..60 {
-        let mut world = World { case, ..World::default() };
+        let mut world = World {
+            case,
+            ..World::default()
+        };
         for s in steps.new_tree(&mut runner).unwrap().current() {
             world.apply(s);
         }
         for (stream, event) in world.accepted {
-            store.append(&stream, ExpectedVersion::Any, vec![event]).await.unwrap();
+            store
+                .append(&stream, ExpectedVersion::Any, vec![event])
+                .await
+                .unwrap();
             appended += 1;
         }
     }
-    assert!(appended > 200, "the generator produced too little: {appended} events");
+    assert!(
+        appended > 200,
+        "the generator produced too little: {appended} events"
+    );
     let projector = Projector::new(
         store,
         pool.clone(),
@@ -288,6 +365,9 @@ async fn every_event_the_domain_accepts_is_projectable() {
     );
     for name in projector.names() {
         let applied = projector.catch_up(name).await;
-        assert!(applied.is_ok(), "{name} failed on an accepted event: {applied:?}");
+        assert!(
+            applied.is_ok(),
+            "{name} failed on an accepted event: {applied:?}"
+        );
     }
 }
