@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{self, Role};
 use crate::config::Config;
+use crate::services;
 
 /// An error that ends the process with a particular exit code.
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +184,7 @@ async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
                         config.database_display()
                     )
                 })?;
-            app::migrate(&pool).await?;
+            services::migrate(&pool).await?;
             println!("database at {} is migrated", config.database_display());
             Ok(())
         }
@@ -196,7 +197,7 @@ async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
             if products == 0 || days < 1 {
                 anyhow::bail!("--products and --days must be at least 1");
             }
-            let services = app::connect(&config).await?;
+            let services = services::connect(&config).await?;
             let history = crate::seed::HistoryOptions {
                 customers: customers.max(1),
                 orders,
@@ -217,7 +218,7 @@ async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
                     roles,
                 },
         } => {
-            let services = app::connect(&config).await?;
+            let services = services::connect(&config).await?;
             let created =
                 crate::users::ensure_user(&services, &email, &password, &name, &roles).await?;
             println!("{} {email}", if created { "created" } else { "updated" });
@@ -237,7 +238,7 @@ async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
                 ),
                 None => None,
             };
-            let services = app::connect(&config).await?;
+            let services = services::connect(&config).await?;
             let report = crate::audit::replay(
                 &services,
                 &crate::audit::ReplayOptions {
@@ -295,7 +296,7 @@ async fn bench(
 fn license(action: LicenseAction, config: &Config) -> anyhow::Result<()> {
     use purser_command_api::licensing::{self, LicenseSigner};
     let configured_public_key = || -> anyhow::Result<String> {
-        match app::load_license_signer(config)? {
+        match services::load_license_signer(config)? {
             Some(signer) => Ok(signer.public_key_base64()),
             None => anyhow::bail!("no signing key is configured; pass --public-key"),
         }

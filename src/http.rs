@@ -22,7 +22,9 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::admission::{self, Limits, Refusal, Transport};
+use crate::admission::{self, Refusal, Transport};
+use crate::config::Limits;
+use crate::reply::error_response;
 use crate::schema::PurserSchema;
 
 /// The largest request body accepted.
@@ -127,20 +129,6 @@ fn header_correlation_id(headers: &HeaderMap) -> Option<Uuid> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| Uuid::parse_str(v.trim()).ok())
         .filter(|id| !id.is_nil())
-}
-
-/// A JSON error body: `{"errors":[{"message":…,"extensions":{"code":…}}]}`.
-pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = json!({ "errors": [{ "message": message.into(), "extensions": { "code": code } }] });
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 async fn not_found() -> Response {

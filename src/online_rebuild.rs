@@ -24,8 +24,8 @@ use purser_projections::{CheckpointRow, Checkpoints, Projection};
 use sqlx::postgres::PgPool;
 use sqlx::{Executor, PgConnection, Row};
 
-use crate::app::Services;
 use crate::scratch::{Scratch, projector_over};
+use crate::services::Services;
 
 /// The schema that holds staged rows during a switch.
 const STAGING: &str = "purser_rebuild";

@@ -7,8 +7,9 @@ use clap::Args;
 use purser_event_store::Position;
 use purser_projections::dead_letters::{self, SkipOutcome};
 
-use crate::app::{self, Role, Services};
+use crate::app::{self, Role};
 use crate::config::Config;
+use crate::services::{self, Services};
 
 #[derive(Args, Debug)]
 pub struct ProjectorArgs {
@@ -37,19 +38,19 @@ pub struct ProjectorArgs {
 
 pub async fn run(args: ProjectorArgs, config: Config) -> anyhow::Result<()> {
     if args.list {
-        for p in app::projections() {
+        for p in services::projections() {
             println!("{}", p.name());
         }
         return Ok(());
     }
     if let Some(skip) = args.skip {
-        let services = app::connect(&config).await?;
+        let services = services::connect(&config).await?;
         return skip_event(&services, &skip[1], &skip[0], &args.reason, args.force).await;
     }
     let Some(name) = args.rebuild else {
         return app::serve(config, Role::Projector).await;
     };
-    let services = app::connect(&config).await?;
+    let services = services::connect(&config).await?;
     if args.online {
         rebuild_online(&services, &name).await
     } else {
@@ -62,7 +63,10 @@ fn unknown(name: &str) -> anyhow::Error {
 }
 
 async fn rebuild_online(services: &Services, name: &str) -> anyhow::Result<()> {
-    let Some(projection) = app::projections().into_iter().find(|p| p.name() == name) else {
+    let Some(projection) = services::projections()
+        .into_iter()
+        .find(|p| p.name() == name)
+    else {
         return Err(unknown(name));
     };
     let done = crate::online_rebuild::rebuild_online(services, projection).await?;
@@ -152,7 +156,7 @@ async fn wait_for_skip(services: &Services, name: &str, position: Position) -> a
 /// `purser status`: every projection's position, lag and health, and what to do about a
 /// failing one.
 pub async fn status(config: Config) -> anyhow::Result<()> {
-    let services = app::connect(&config).await?;
+    let services = services::connect(&config).await?;
     let rows = services.checkpoints.all().await?;
     println!(
         "{:<24} {:<28} {:>12} {:>10} {:>10}  STATUS",

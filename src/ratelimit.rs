@@ -17,7 +17,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::config::RateLimit;
-use crate::http::error_response;
+use crate::reply::error_response;
 
 /// Addresses tracked at once.
 const MAX_CLIENTS: usize = 100_000;

@@ -8,7 +8,7 @@ use purser_projections::{Checkpoints, Projection, Projector};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::app::{self, Services};
+use crate::services::{self, Services};
 
 /// A scratch database next to the live one, dropped on request.
 pub(crate) struct Scratch {
@@ -71,7 +71,7 @@ pub(crate) async fn projector_over(
         .connect_with(target.clone())
         .await
         .with_context(|| format!("cannot connect to {what}"))?;
-    app::migrate(&pool).await?;
+    services::migrate(&pool).await?;
     // Events the live projections were told to pass over are passed over here too.
     purser_projections::dead_letters::copy(&services.pool, &pool).await?;
     let projector = Projector::new(

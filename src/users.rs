@@ -6,7 +6,7 @@ use purser_command_api::failure::Failure;
 use purser_domain::Email;
 use purser_domain::customer::Role;
 
-use crate::app::Services;
+use crate::services::Services;
 
 /// Makes sure an account exists with this email, password (when it is new) and roles.
 /// Returns whether the account was created.

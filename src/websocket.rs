@@ -21,34 +21,10 @@ use purser_api_core::auth::{Tokens, Viewer};
 use purser_api_core::read::WaitDeadline;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::admission::{self, Limits, Transport};
-use crate::http::error_response;
+use crate::admission::{self, Transport};
+use crate::config::{Limits, WsLimits};
+use crate::reply::error_response;
 use crate::schema::PurserSchema;
-
-/// Bounds of one connection and of all of a process's connections.
-#[derive(Debug, Clone)]
-pub struct WsLimits {
-    /// The largest message a client may send.
-    pub max_message_bytes: usize,
-    /// Operations one connection may run at once.
-    pub max_operations: usize,
-    /// A connection with no message from the client and nothing running for this long is
-    /// closed (this also bounds a connection that never sends `connection_init`).
-    pub idle_timeout: Duration,
-    /// Open connections per process.
-    pub max_connections: usize,
-}
-
-impl Default for WsLimits {
-    fn default() -> WsLimits {
-        WsLimits {
-            max_message_bytes: 64 * 1024,
-            max_operations: 16,
-            idle_timeout: Duration::from_secs(300),
-            max_connections: 10_000,
-        }
-    }
-}
 
 /// What the WebSocket endpoint needs; one per process, cloned into each request.
 #[derive(Clone)]

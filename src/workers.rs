@@ -13,8 +13,8 @@ use purser_command_api::outbox::{Dispatcher, DispatcherOptions};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Services;
 use crate::config::StoreKind;
+use crate::services::Services;
 
 /// Tasks that run until one shutdown token is cancelled.
 pub struct TaskSet {

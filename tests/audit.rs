@@ -195,7 +195,9 @@ async fn an_export_imported_into_an_empty_database_gives_the_same_history_and_re
 
     // Import into an empty database.
     let db_b = purser_testkit::TestDb::new().await;
-    let services_b = purser::app::connect(&config_for(&db_b, &[])).await.unwrap();
+    let services_b = purser::services::connect(&config_for(&db_b, &[]))
+        .await
+        .unwrap();
     let mut file = Vec::new();
     for e in &all {
         serde_json::to_writer(&mut file, e).unwrap();

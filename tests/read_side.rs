@@ -28,7 +28,7 @@ async fn checksums(pool: &sqlx::PgPool) -> Vec<(String, (i64, String))> {
 }
 
 /// Runs every projection until each has applied the log up to its head as it is now.
-async fn run_to_head(projector: &Projector, services: &purser::app::Services) {
+async fn run_to_head(projector: &Projector, services: &purser::services::Services) {
     let head = services
         .store
         .last_committed()

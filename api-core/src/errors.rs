@@ -11,11 +11,9 @@
 //!
 //! Internal details are logged once, here, and never sent to the client.
 
-use async_graphql::ErrorExtensions;
+use async_graphql::{ErrorExtensions, SimpleObject};
 use purser_domain::{DomainError, ValueError};
 use purser_event_store::StoreError;
-
-use crate::wire::UserError;
 
 /// A GraphQL error carrying a machine-readable `extensions.code`.
 pub fn api_error(code: &'static str, message: impl Into<String>) -> async_graphql::Error {
@@ -88,6 +86,44 @@ pub fn store_error(e: StoreError) -> async_graphql::Error {
             )
         }
     }
+}
+
+/// A rejection of a mutation's input or of what it asked for. Mutations return these in
+/// `userErrors` instead of failing.
+#[derive(SimpleObject, Debug, Clone, PartialEq, Eq)]
+pub struct UserError {
+    /// The path to the input field at fault, e.g. `["input", "quantity"]`, when one is.
+    pub field: Option<Vec<String>>,
+    pub message: String,
+    /// A stable machine-readable code, e.g. `INSUFFICIENT_STOCK`.
+    pub code: String,
+}
+
+impl UserError {
+    pub fn new(field: Option<&str>, code: &str, message: impl Into<String>) -> UserError {
+        UserError {
+            field: field.map(|f| vec!["input".to_owned(), camel_case(f)]),
+            message: message.into(),
+            code: code.to_owned(),
+        }
+    }
+}
+
+/// `qty_on_hand` → `qtyOnHand`, so error paths match the schema's field names.
+fn camel_case(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut upper = false;
+    for c in s.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Why a mutation did not go through: the caller's problem (user errors in the payload) or
@@ -168,6 +204,15 @@ mod tests {
     fn code(e: &async_graphql::Error) -> String {
         let ext = e.extensions.as_ref().expect("extensions");
         ext.get("code").expect("code").to_string()
+    }
+
+    #[test]
+    fn user_error_paths_use_schema_names() {
+        let e = UserError::new(Some("unit_price"), "X", "m");
+        assert_eq!(
+            e.field,
+            Some(vec!["input".to_string(), "unitPrice".to_string()])
+        );
     }
 
     #[test]

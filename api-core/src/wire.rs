@@ -1,5 +1,5 @@
-//! Types both halves of the schema use on the wire: 64-bit integers, money, user errors, page
-//! info, global ids and cursors.
+//! Types both halves of the schema use on the wire: 64-bit integers, money, page info, global
+//! ids and cursors (user errors are in `errors`, with the rest of what goes wrong).
 
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, SimpleObject, Value};
 use base64::Engine;
@@ -72,44 +72,6 @@ impl From<purser_domain::Money> for MoneyV2 {
             formatted: m.formatted(),
         }
     }
-}
-
-/// A rejection of a mutation's input or of what it asked for. Mutations return these in
-/// `userErrors` instead of failing.
-#[derive(SimpleObject, Debug, Clone, PartialEq, Eq)]
-pub struct UserError {
-    /// The path to the input field at fault, e.g. `["input", "quantity"]`, when one is.
-    pub field: Option<Vec<String>>,
-    pub message: String,
-    /// A stable machine-readable code, e.g. `INSUFFICIENT_STOCK`.
-    pub code: String,
-}
-
-impl UserError {
-    pub fn new(field: Option<&str>, code: &str, message: impl Into<String>) -> UserError {
-        UserError {
-            field: field.map(|f| vec!["input".to_owned(), camel_case(f)]),
-            message: message.into(),
-            code: code.to_owned(),
-        }
-    }
-}
-
-/// `qty_on_hand` → `qtyOnHand`, so error paths match the schema's field names.
-fn camel_case(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut upper = false;
-    for c in s.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Relay page info.
@@ -199,15 +161,6 @@ mod tests {
         assert!(parse_uuid_id("Order", &uuid_global_id("Cart", u)).is_err());
         assert!(parse_uuid_id("Order", &global_id("Order", "not-a-uuid")).is_err());
         assert!(parse_uuid_id("Order", "").is_err());
-    }
-
-    #[test]
-    fn user_error_paths_use_schema_names() {
-        let e = UserError::new(Some("unit_price"), "X", "m");
-        assert_eq!(
-            e.field,
-            Some(vec!["input".to_string(), "unitPrice".to_string()])
-        );
     }
 
     #[test]

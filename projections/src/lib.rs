@@ -18,6 +18,7 @@ pub mod customers;
 pub mod dead_letters;
 pub mod orders;
 mod runtime;
+mod skips;
 
 pub use checkpoints::{CheckpointRow, Checkpoints};
 pub use runtime::{

@@ -25,7 +25,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoints::{self, Checkpoints, Mark};
-use crate::dead_letters::SkipSet;
+use crate::skips::SkipSet;
 use crate::{Projection, ProjectionError};
 
 /// The most events a lag measurement counts ("at least this many behind"). Counting is a scan

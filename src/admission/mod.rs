@@ -13,31 +13,7 @@ use async_graphql::{ErrorExtensions, ServerError};
 
 pub use analysis::Size;
 
-/// What one request may be. The defaults are far above any real page of the storefront or
-/// the admin and far below what would cost the server noticeable time.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Bytes of the document text.
-    pub max_document_bytes: usize,
-    pub max_depth: u64,
-    pub max_aliases: u64,
-    /// Fields once fragments are expanded.
-    pub max_fields: u64,
-    /// Fields weighted by the page sizes (`first`/`last`) above them.
-    pub max_cost: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            max_document_bytes: 64 * 1024,
-            max_depth: 12,
-            max_aliases: 30,
-            max_fields: 1_000,
-            max_cost: 50_000,
-        }
-    }
-}
+use crate::config::Limits;
 
 impl Limits {
     fn check(&self, size: Size) -> Result<(), Refusal> {

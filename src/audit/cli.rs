@@ -9,8 +9,8 @@ use clap::Subcommand;
 use purser_event_store::{EventFilter, PgEventStore, Position, StreamName};
 
 use super::progress::{Progress, ProgressEvery};
-use crate::app;
 use crate::config::{Config, StoreKind};
+use crate::services;
 
 #[derive(Subcommand, Debug)]
 pub enum AuditAction {
@@ -95,7 +95,7 @@ fn parse_stream(s: &str) -> Result<StreamName, String> {
 }
 
 /// The Postgres store behind `services`, or a clear refusal on KurrentDB.
-fn postgres_only(services: &app::Services, what: &str) -> anyhow::Result<PgEventStore> {
+fn postgres_only(services: &services::Services, what: &str) -> anyhow::Result<PgEventStore> {
     match services.config.event_store {
         StoreKind::Postgres => Ok(PgEventStore::new(services.pool.clone())),
         StoreKind::KurrentDb => anyhow::bail!(
@@ -108,7 +108,7 @@ fn postgres_only(services: &app::Services, what: &str) -> anyhow::Result<PgEvent
 /// How many events a run will go through, counted only when a progress bar will show it (a
 /// count is a scan of its own, not worth it for plain progress lines).
 async fn total_for_bar(
-    services: &app::Services,
+    services: &services::Services,
     after: Position,
     filter: &EventFilter,
 ) -> Option<u64> {
@@ -124,7 +124,7 @@ async fn total_for_bar(
 }
 
 pub async fn run(action: AuditAction, config: &Config) -> anyhow::Result<()> {
-    let services = app::connect(config).await?;
+    let services = services::connect(config).await?;
     match action {
         AuditAction::Export {
             stream,

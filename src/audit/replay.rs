@@ -22,8 +22,8 @@ use purser_projections::{Checkpoints, table_checksum};
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::{Executor, PgConnection};
 
-use crate::app::{self, Services};
 use crate::scratch::{Scratch, projector_over};
+use crate::services::{self, Services};
 
 /// Where the replayed read models go.
 #[derive(Debug, Clone, Default)]
@@ -182,8 +182,13 @@ async fn replay_into(
     target: &PgConnectOptions,
     opts: &ReplayOptions,
 ) -> anyhow::Result<ReplayReport> {
-    let (pool, projector) =
-        projector_over(services, target, app::projections(), "the replay database").await?;
+    let (pool, projector) = projector_over(
+        services,
+        target,
+        services::projections(),
+        "the replay database",
+    )
+    .await?;
     if Checkpoints::new(pool.clone())
         .all()
         .await?
@@ -196,7 +201,7 @@ async fn replay_into(
         database: target.get_database().unwrap_or("?").to_owned(),
         ..Default::default()
     };
-    for p in app::projections() {
+    for p in services::projections() {
         let name = p.name();
         // Live writers may move the log between the replay's catch-up and the comparison;
         // a few rounds line both sides up on a log that is not being written to fast.

@@ -5,8 +5,57 @@
 use std::time::Duration;
 
 use super::{ConfigError, number};
-use crate::admission::Limits;
-use crate::websocket::WsLimits;
+
+/// What one request may be. The defaults are far above any real page of the storefront or
+/// the admin and far below what would cost the server noticeable time.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Bytes of the document text.
+    pub max_document_bytes: usize,
+    pub max_depth: u64,
+    pub max_aliases: u64,
+    /// Fields once fragments are expanded.
+    pub max_fields: u64,
+    /// Fields weighted by the page sizes (`first`/`last`) above them.
+    pub max_cost: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_document_bytes: 64 * 1024,
+            max_depth: 12,
+            max_aliases: 30,
+            max_fields: 1_000,
+            max_cost: 50_000,
+        }
+    }
+}
+
+/// Bounds of one connection and of all of a process's connections.
+#[derive(Debug, Clone)]
+pub struct WsLimits {
+    /// The largest message a client may send.
+    pub max_message_bytes: usize,
+    /// Operations one connection may run at once.
+    pub max_operations: usize,
+    /// A connection with no message from the client and nothing running for this long is
+    /// closed (this also bounds a connection that never sends `connection_init`).
+    pub idle_timeout: Duration,
+    /// Open connections per process.
+    pub max_connections: usize,
+}
+
+impl Default for WsLimits {
+    fn default() -> WsLimits {
+        WsLimits {
+            max_message_bytes: 64 * 1024,
+            max_operations: 16,
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 10_000,
+        }
+    }
+}
 
 /// Requests per client address: a steady rate with a burst on top (a token bucket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use purser_api_core::config::http_base_url;
 
-pub use budgets::{Budgets, RateLimit};
+pub use budgets::{Budgets, Limits, RateLimit, WsLimits};
 use purser_api_core::config::{ConfigError, Secret, redact_url};
 use sqlx::postgres::PgConnectOptions;
 

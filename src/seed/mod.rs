@@ -14,7 +14,7 @@ use purser_domain::inventory::Inventory;
 use purser_domain::product::{DigitalTerms, LicenseSource};
 use purser_domain::{Aggregate, Currency, Money, Quantity};
 
-use crate::app::Services;
+use crate::services::Services;
 
 mod history;
 

@@ -108,7 +108,7 @@ impl TestApp {
         wait_until_ready(&self.http, self.addr).await;
     }
 
-    pub fn services(&self) -> &purser::app::Services {
+    pub fn services(&self) -> &purser::services::Services {
         &self.running.as_ref().expect("running").services
     }
 

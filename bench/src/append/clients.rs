@@ -4,64 +4,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use postgres_es::PostgresEventRepository;
-use purser_event_store::{Metadata, PgEventStore, StreamName};
-use serde_json::Value;
-use sqlx::PgPool;
+use purser_event_store::StreamName;
 use uuid::Uuid;
 
+use super::STREAMS_PER_CLIENT;
 use super::sides::append_once;
-use super::{STREAMS_PER_CLIENT, Side};
+use super::workload::Workload;
 use crate::Sizes;
-use crate::db::BenchDb;
-
-/// A pool of encoded domain events to take payloads from, and the metadata every event
-/// carries (as JSON for the baselines, typed for ours).
-pub(super) struct Payloads {
-    pub(super) events: Vec<(String, u16, Value)>,
-    pub(super) metadata: Value,
-    pub(super) metadata_typed: Metadata,
-}
-
-/// The shared state of one measurement.
-pub(super) struct Workload {
-    pub(super) side: Side,
-    pub(super) per_command: usize,
-    pub(super) store: Option<PgEventStore>,
-    pub(super) pool: PgPool,
-    pub(super) cqrs: Option<PostgresEventRepository>,
-    pub(super) payloads: Arc<Payloads>,
-}
-
-impl Workload {
-    /// One side's pool and client for one workload, every connection open.
-    pub(super) async fn open(
-        db: &BenchDb,
-        side: Side,
-        per_command: usize,
-        sizes: &Sizes,
-        payloads: Arc<Payloads>,
-    ) -> anyhow::Result<Workload> {
-        let clients = sizes.append_clients;
-        let pool = db.pool(clients as u32 + 2).await?;
-        let mut warm = vec![];
-        for _ in 0..clients {
-            warm.push(pool.acquire().await?);
-        }
-        drop(warm);
-        Ok(Workload {
-            side,
-            per_command,
-            store: (side == Side::Ours).then(|| PgEventStore::new(pool.clone())),
-            cqrs: (side == Side::Cqrs).then(|| {
-                PostgresEventRepository::new(pool.clone())
-                    .with_tables("bench.cqrs_events", "bench.cqrs_snapshots")
-            }),
-            pool,
-            payloads,
-        })
-    }
-}
 
 /// One round of one side: (events appended in the measured window, window seconds).
 pub(super) async fn measure(target: &Arc<Workload>, sizes: &Sizes) -> anyhow::Result<(u64, f64)> {

@@ -19,6 +19,7 @@
 mod clients;
 mod cqrs;
 mod sides;
+mod workload;
 
 use std::sync::Arc;
 
@@ -28,7 +29,8 @@ use uuid::Uuid;
 use crate::db::BenchDb;
 use crate::report::{Row, Target};
 use crate::{Sizes, progress};
-use clients::{Payloads, Workload, measure};
+use clients::measure;
+use workload::{Payloads, Workload};
 
 const STREAMS_PER_CLIENT: usize = 32;
 const BATCH: usize = 100;

@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::Side;
-use super::clients::{Payloads, Workload};
 use super::cqrs::BenchOrder;
+use super::workload::{Payloads, Workload};
 
 /// One event row as the raw-SQL baseline inserts it: id, version, type, schema version, data, hash.
 type RawRow<'a> = (Uuid, i64, &'a str, i32, &'a Value, Vec<u8>);

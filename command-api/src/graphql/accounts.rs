@@ -3,7 +3,8 @@
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use purser_api_core::auth::{Tokens, role_name};
-use purser_api_core::wire::{UserError, global_id};
+use purser_api_core::errors::UserError;
+use purser_api_core::wire::global_id;
 use purser_domain::Email;
 use purser_domain::customer::{CustomerState, Role};
 use purser_event_store::Position;

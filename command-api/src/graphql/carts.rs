@@ -4,7 +4,8 @@
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::Utc;
 use purser_api_core::auth::Viewer;
-use purser_api_core::wire::{Int64, UserError, global_id};
+use purser_api_core::errors::UserError;
+use purser_api_core::wire::{Int64, global_id};
 use purser_domain::cart::CartCommand;
 use purser_domain::order::ShippingAddress;
 use purser_domain::payment::PaymentMethod;

@@ -3,9 +3,10 @@
 use async_graphql::{Context, Enum, InputObject, Object};
 use chrono::Utc;
 use purser_api_core::ReadContext;
+use purser_api_core::errors::UserError;
 use purser_api_core::errors::db_error;
 use purser_api_core::product::{CATALOG_PROJECTIONS, Product as ProductNode, load_product};
-use purser_api_core::wire::{Int64, UserError};
+use purser_api_core::wire::Int64;
 use purser_domain::inventory::AdjustmentReason;
 use purser_domain::product::{DigitalTerms, LicenseSource, Product, ProductCommand, ProductKind};
 use purser_domain::{Quantity, Sku, ValueError};

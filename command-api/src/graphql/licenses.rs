@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use chrono::Utc;
-use purser_api_core::wire::UserError;
+use purser_api_core::errors::UserError;
 use purser_domain::license::{LicensePool, LicensePoolCommand, LicensePoolEvent};
 use purser_domain::product::{LicenseSource, Product, ProductKind};
 

@@ -4,7 +4,8 @@
 use async_graphql::{Context, ID, InputObject, Object};
 use chrono::{DateTime, Utc};
 use purser_api_core::auth::Viewer;
-use purser_api_core::wire::{UserError, global_id};
+use purser_api_core::errors::UserError;
+use purser_api_core::wire::global_id;
 use purser_domain::OrderId;
 use purser_domain::customer::Role;
 use purser_domain::order::{CancelledBy, OrderCommand};

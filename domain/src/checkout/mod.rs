@@ -60,6 +60,7 @@
 //! Actions can lose a race with a deadline or an admin (confirming a reservation that just
 //! expired, say); the target aggregate then rejects them, the runner records that and moves
 //! on, and the events of whatever won drive the compensation above.
+mod action;
 mod actions;
 mod config;
 mod evolve;
@@ -69,7 +70,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use actions::CheckoutAction;
+pub use action::CheckoutAction;
 pub use config::CheckoutConfig;
 pub use evolve::{evolve, order_of};
 pub use milestones::{Milestone, milestones};

@@ -30,7 +30,7 @@ use purser_event_store::{EventFilter, Position};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::app::Services;
+use crate::services::Services;
 use plan::{Catalog, catalog, plan};
 
 /// How much history to make.
@@ -112,7 +112,7 @@ pub(super) async fn seed_history(
             }
         }
     }
-    let signer = crate::app::load_license_signer(&services.config)?;
+    let signer = crate::services::load_license_signer(&services.config)?;
     let report = write_history(services, catalog_size, opts, signer.as_ref()).await?;
     let head = services
         .store
