@@ -232,6 +232,14 @@ pub struct RecordedEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// One stream's part of a multi-stream append.
+#[derive(Debug, Clone)]
+pub struct StreamAppend {
+    pub stream: StreamName,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {
@@ -325,6 +333,9 @@ pub enum StoreError {
     InvalidInput(String),
     #[error("event store unavailable: {0}")]
     Unavailable(String),
+    /// The store cannot do this at all (a multi-stream atomic append on KurrentDB).
+    #[error("this event store does not support {0}")]
+    Unsupported(&'static str),
     #[error("event store error: {0}")]
     Backend(String),
 }
@@ -349,6 +360,20 @@ pub trait EventStore: Send + Sync + 'static {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError>;
+
+    /// Appends to several streams at once, each with its own expected version: all of it or
+    /// none of it, in one transaction. A wrong expectation on any stream refuses the whole
+    /// call with that stream's conflict; re-sending a call whose event ids are all stored
+    /// returns the original outcomes (`duplicate`), in the order of `appends`. Stores that
+    /// cannot make it atomic answer `Unsupported`, and callers fall back to one append per
+    /// stream with deterministic event ids (each then idempotent on its own).
+    async fn append_many(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let _ = appends;
+        Err(StoreError::Unsupported("multi-stream atomic append"))
+    }
 
     /// Reads up to `max` events of `stream` with version ≥ `from_version`, in version order.
     /// A stream that does not exist reads as empty.

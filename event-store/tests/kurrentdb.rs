@@ -61,6 +61,7 @@ contract_suite!(
     make,
     restart,
     contract::Traits {
-        refuses_ids_of_other_streams: false
+        refuses_ids_of_other_streams: false,
+        atomic_multi_stream: false,
     }
 );

@@ -47,7 +47,8 @@ contract_suite!(
     make,
     drop_connections,
     contract::Traits {
-        refuses_ids_of_other_streams: true
+        refuses_ids_of_other_streams: true,
+        atomic_multi_stream: true,
     }
 );
 

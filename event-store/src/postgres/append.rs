@@ -25,7 +25,12 @@ impl PgEventStore {
         // version number just means trying again with the new one.
         const MAX_RACES: usize = 50;
         for _ in 0..MAX_RACES {
-            let conflict_actual = match self.try_append(stream, expected, &events).await? {
+            let mut conn = self.pool.acquire().await.map_err(map_db_error)?;
+            let attempt = self
+                .try_append(&mut conn, stream, expected, &events)
+                .await?;
+            drop(conn);
+            let conflict_actual = match attempt {
                 Attempt::Appended(outcome) => {
                     self.announce().await;
                     return Ok(outcome);
@@ -57,7 +62,7 @@ impl PgEventStore {
 
     /// When an append fails, decides whether it was a repeat of an earlier append with the
     /// same event ids (then returns that append's outcome).
-    async fn find_duplicate(
+    pub(super) async fn find_duplicate(
         &self,
         stream: &StreamName,
         events: &[NewEvent],
@@ -106,7 +111,10 @@ impl PgEventStore {
         }))
     }
 
-    async fn current_version(&self, stream: &StreamName) -> Result<Option<u64>, StoreError> {
+    pub(super) async fn current_version(
+        &self,
+        stream: &StreamName,
+    ) -> Result<Option<u64>, StoreError> {
         let v: Option<i64> =
             sqlx::query_scalar("select max(stream_version) from es.events where stream_name = $1")
                 .bind(stream.as_str())
@@ -116,8 +124,11 @@ impl PgEventStore {
         Ok(v.map(|v| v as u64))
     }
 
-    async fn try_append(
+    /// One call of `es.append_events` on `conn` (a pooled connection, or a transaction that
+    /// appends to several streams).
+    pub(super) async fn try_append(
         &self,
+        conn: &mut sqlx::PgConnection,
         stream: &StreamName,
         expected: ExpectedVersion,
         events: &[NewEvent],
@@ -151,7 +162,7 @@ impl PgEventStore {
         .bind(&versions)
         .bind(&data)
         .bind(&metadata)
-        .fetch_one(&self.pool)
+        .fetch_one(conn)
         .await;
         let row = match result {
             Ok(row) => row,
@@ -185,7 +196,7 @@ impl PgEventStore {
 }
 
 /// What one call of `es.append_events` came to.
-enum Attempt {
+pub(super) enum Attempt {
     Appended(AppendOutcome),
     WrongVersion { actual: Option<u64> },
     UniqueViolation { constraint: String },

@@ -45,6 +45,7 @@ use crate::{
 };
 
 mod append;
+mod append_many;
 mod audit;
 mod log_walk;
 mod reads;
@@ -121,6 +122,13 @@ impl EventStore for PgEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         self.append_events(stream, expected, events).await
+    }
+
+    async fn append_many(
+        &self,
+        appends: Vec<crate::StreamAppend>,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.append_many_events(appends).await
     }
 
     async fn read_stream(

@@ -6,6 +6,7 @@
 //! purpose, [`Traits`] says how, and the test checks each side of the difference.
 
 pub(crate) mod appends;
+pub(crate) mod multi;
 pub(crate) mod reads;
 pub(crate) mod subscriptions;
 
@@ -96,6 +97,9 @@ pub(crate) struct Traits {
     /// has a unique index on event ids; KurrentDB has no index by event id, so the adapter
     /// cannot see ids outside the stream it appends to.
     pub(crate) refuses_ids_of_other_streams: bool,
+    /// Whether `append_many` is atomic across streams. The KurrentDB client this build uses
+    /// has no multi-stream append, so that adapter answers `Unsupported`.
+    pub(crate) atomic_multi_stream: bool,
 }
 
 /// Generates one `#[tokio::test]` per contract test for an adapter. `$make` is an async fn
@@ -152,6 +156,27 @@ macro_rules! contract_suite {
                 return;
             };
             contract::appends::an_id_used_in_another_stream(&*store, $traits).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn multi_stream_appends_are_all_or_nothing() {
+            let Some((store, _guard)) = $make().await else {
+                return;
+            };
+            contract::multi::multi_stream_appends_are_all_or_nothing(&*store, $traits).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_retried_multi_stream_append_is_a_duplicate() {
+            let Some((store, _guard)) = $make().await else {
+                return;
+            };
+            contract::multi::a_retried_multi_stream_append_is_a_duplicate(&*store, $traits).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn crossing_multi_stream_appends_all_land() {
+            let Some((store, _guard)) = $make().await else {
+                return;
+            };
+            contract::multi::crossing_multi_stream_appends_all_land(store, $traits).await;
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn reconnects_after_the_server_drops_it() {
