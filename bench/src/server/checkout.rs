@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::api::{Api, prepare_carts, settle, user_errors};
+use super::dbwork::DbWork;
 use crate::report::{Row, Target};
 use crate::stats::Samples;
 use crate::{Sizes, progress};
@@ -85,6 +86,26 @@ fn checkout_rows(best: &Step, sustained: Option<&Step>) -> Vec<Row> {
             "ms",
         ));
     }
+    rows.push(Row::new(
+        6,
+        format!(
+            "database commits per confirmed order at {}/s offered",
+            best.offered
+        ),
+        best.commits_per_order,
+        "commits",
+    ));
+    if let Some(statements) = best.statements_per_order {
+        rows.push(Row::new(
+            6,
+            format!(
+                "statements per confirmed order at {}/s offered",
+                best.offered
+            ),
+            statements,
+            "statements",
+        ));
+    }
     if let Some(sustained) = sustained {
         for p in [50.0, 99.0] {
             rows.push(Row::new(
@@ -111,18 +132,24 @@ pub(super) struct Step {
     achieved: f64,
     samples: Samples,
     pub(super) confirmed_ids: Vec<Uuid>,
+    /// Commits (and statements, with pg_stat_statements) per confirmed order.
+    commits_per_order: f64,
+    statements_per_order: Option<f64>,
 }
 
 impl Step {
     fn describe(&self) -> String {
         format!(
-            "offered {}/s: {} sent, {} confirmed at {:.0}/s, p50 {:.0} ms, p99 {:.0} ms{}{}",
+            "offered {}/s: {} sent, {} confirmed at {:.0}/s, p50 {:.0} ms, p99 {:.0} ms, {:.1} commits{} per order{}{}",
             self.offered,
             self.sent,
             self.confirmed,
             self.achieved,
             self.samples.percentile_ms(50.0),
             self.samples.percentile_ms(99.0),
+            self.commits_per_order,
+            self.statements_per_order
+                .map_or(String::new(), |s| format!(" and {s:.0} statements")),
             if self.failed > 0 {
                 format!(", {} failed", self.failed)
             } else {
@@ -205,6 +232,7 @@ pub(super) async fn checkout_step(
     carts: Vec<String>,
     rate: u32,
 ) -> anyhow::Result<Step> {
+    let before = DbWork::read(pool).await?;
     let outstanding = Outstanding::default();
     let sent = carts.len();
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
@@ -225,7 +253,15 @@ pub(super) async fn checkout_step(
     let confirmed = watched.samples.len();
     let window = watched.last_confirmed.duration_since(start).as_secs_f64();
     let failed = *outstanding.failed.lock().expect("lock");
+    // Everything the step caused, the process managers' work after the last confirmation
+    // included, has happened once the log is settled.
+    settle(pool).await?;
+    let after = DbWork::read(pool).await?;
+    let (commits_per_order, statements_per_order) =
+        before.per_order(&after, watched.looks, confirmed);
     Ok(Step {
+        commits_per_order,
+        statements_per_order,
         offered: rate,
         sent,
         confirmed,
@@ -266,6 +302,8 @@ struct Watched {
     samples: Samples,
     confirmed_ids: Vec<Uuid>,
     last_confirmed: Instant,
+    /// Read-model queries the watcher sent (each one statement and one commit).
+    looks: i64,
 }
 
 /// Watches the read model until every order placed has an outcome, or 30 s after the last
@@ -281,6 +319,7 @@ async fn watch(
         samples: Samples::new(),
         confirmed_ids: vec![],
         last_confirmed: start,
+        looks: 0,
     };
     loop {
         let ids: Vec<Uuid> = outstanding
@@ -322,6 +361,7 @@ async fn look(
     .bind(ids)
     .fetch_all(pool)
     .await?;
+    watched.looks += 1;
     let seen = Instant::now();
     let mut p = outstanding.pending.lock().expect("lock");
     for (id, status) in rows {

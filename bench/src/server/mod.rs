@@ -17,6 +17,7 @@
 
 mod api;
 mod checkout;
+mod dbwork;
 mod metrics;
 mod process;
 mod queries;
