@@ -154,6 +154,7 @@ fn http_state(services: &Services, role: Role) -> HttpState {
         ws: crate::websocket::WsState::new(
             schema.clone(),
             services.tokens.clone(),
+            services.sessions.clone(),
             limits.clone(),
             services.config.budgets.websocket.clone(),
         ),
@@ -166,6 +167,7 @@ fn http_state(services: &Services, role: Role) -> HttpState {
         pool: services.pool.clone(),
         store: services.store.clone(),
         tokens: services.tokens.clone(),
+        sessions: services.sessions.clone(),
         bus: services.bus.clone(),
         stripe_webhook_secret: match &services.config.payment_gateway {
             purser_command_api::gateway::GatewayConfig::Stripe(c) => {

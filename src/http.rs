@@ -14,8 +14,9 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use purser_api_core::auth::{Tokens, Viewer};
+use purser_api_core::auth::{ClientAddr, Tokens, Viewer};
 use purser_api_core::read::WaitDeadline;
+use purser_api_core::sessions::{AuthError, SessionCheck};
 use purser_command_api::CommandContext;
 use purser_event_store::EventStore;
 use serde_json::json;
@@ -36,6 +37,8 @@ pub struct HttpState {
     pub pool: PgPool,
     pub store: Arc<dyn EventStore>,
     pub tokens: Tokens,
+    /// Whether a token's session is live, and the account's current roles.
+    pub sessions: Arc<SessionCheck>,
     pub bus: purser_command_api::CommandBus,
     /// What one GraphQL request may be (admission).
     pub limits: Limits,
@@ -50,7 +53,7 @@ pub struct HttpState {
 /// The viewer a request speaks for: anonymous without an `Authorization` header, the token's
 /// customer with a valid bearer token, and a 401 for anything else (expired, forged, wrong
 /// scheme), so a client never silently runs as a guest by mistake.
-fn viewer(state: &HttpState, headers: &HeaderMap) -> Result<Viewer, Box<Response>> {
+async fn viewer(state: &HttpState, headers: &HeaderMap) -> Result<Viewer, Box<Response>> {
     let Some(raw) = headers.get(header::AUTHORIZATION) else {
         return Ok(Viewer::anonymous());
     };
@@ -69,10 +72,22 @@ fn viewer(state: &HttpState, headers: &HeaderMap) -> Result<Viewer, Box<Response
     else {
         return Err(unauthorized("use `Authorization: Bearer <token>`"));
     };
-    state
-        .tokens
-        .verify(token.trim())
-        .map_err(|e| unauthorized(&e.to_string()))
+    match state
+        .sessions
+        .authenticate(&state.tokens, token.trim())
+        .await
+    {
+        Ok(viewer) => Ok(viewer),
+        Err(AuthError::Unavailable(e)) => {
+            tracing::warn!(error = %e, "cannot check a session");
+            Err(Box::new(error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "sign-in cannot be checked right now; try again shortly",
+            )))
+        }
+        Err(e) => Err(unauthorized(&e.to_string())),
+    }
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -260,18 +275,22 @@ async fn execute(
     mut request: async_graphql::Request,
     media: MediaType,
     transport: Transport,
+    client: Option<ClientAddr>,
 ) -> Response {
     if let Err(refusal) = admission::admit(&mut request, transport, &state.limits) {
         return refused(media, transport, &refusal);
     }
-    let viewer = match viewer(state, headers) {
+    let viewer = match viewer(state, headers).await {
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let request = request
+    let mut request = request
         .data(command_context(headers))
         .data(viewer)
         .data(WaitDeadline::default());
+    if let Some(client) = client {
+        request = request.data(client);
+    }
     let response = state.schema.execute(request).await;
     // A request error (it could not be parsed, validated or started) produced no data and
     // its errors point at no field.
@@ -333,6 +352,7 @@ fn graphql_error(media: MediaType, code: &str, message: String) -> Response {
 
 async fn graphql_post(
     State(state): State<HttpState>,
+    client: Option<axum::Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
@@ -385,12 +405,14 @@ async fn graphql_post(
             );
         }
     };
-    execute(&state, &headers, request, media, Transport::Post).await
+    let client = client.map(|c| c.0);
+    execute(&state, &headers, request, media, Transport::Post, client).await
 }
 
 async fn graphql_get(State(state): State<HttpState>, request: axum::extract::Request) -> Response {
     use axum::extract::FromRequestParts;
     let (mut parts, _) = request.into_parts();
+    let client = parts.extensions.get::<ClientAddr>().copied();
     let upgrade = parts
         .headers
         .get(header::UPGRADE)
@@ -408,7 +430,7 @@ async fn graphql_get(State(state): State<HttpState>, request: axum::extract::Req
         return match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &state)
             .await
         {
-            Ok(ws) => crate::websocket::upgrade(state.ws.clone(), protocol, ws),
+            Ok(ws) => crate::websocket::upgrade(state.ws.clone(), protocol, ws, client),
             Err(e) => e.into_response(),
         };
     }
@@ -459,7 +481,7 @@ async fn graphql_get(State(state): State<HttpState>, request: axum::extract::Req
             }
         }
     }
-    execute(&state, &headers, request, media, Transport::Get).await
+    execute(&state, &headers, request, media, Transport::Get, client).await
 }
 
 /// Stripe's webhook endpoint. 200 once processed (or deliberately ignored), 400 for a forged,

@@ -111,12 +111,21 @@ impl Table {
 }
 
 /// Middleware for the GraphQL routes.
-pub async fn limit(State(limiter): State<RateLimiter>, request: Request, next: Next) -> Response {
+pub async fn limit(
+    State(limiter): State<RateLimiter>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let client = limiter.client(request.headers(), peer);
+    if client != OVERFLOW {
+        request
+            .extensions_mut()
+            .insert(purser_api_core::auth::ClientAddr(client));
+    }
     match limiter.check(client, Instant::now()) {
         Ok(()) => next.run(request).await,
         Err(wait) => {

@@ -51,6 +51,8 @@ pub fn build(
     bus: CommandBus,
     gateway: Arc<dyn PaymentGateway>,
     tokens: Tokens,
+    accounts: purser_command_api::accounts::Accounts,
+    sessions: Arc<purser_api_core::sessions::SessionCheck>,
     trace: Option<purser_command_api::trace::TraceLog>,
     read_only: bool,
 ) -> PurserSchema {
@@ -71,6 +73,8 @@ pub fn build(
         .data(bus)
         .data(gateway)
         .data(tokens)
+        .data(accounts)
+        .data(sessions)
         .data(feed)
         .finish()
 }

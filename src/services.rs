@@ -35,6 +35,10 @@ pub struct Services {
     pub bus: CommandBus,
     pub gateway: Arc<dyn PaymentGateway>,
     pub tokens: Tokens,
+    /// Sign-up, sign-in, sessions, roles.
+    pub accounts: purser_command_api::accounts::Accounts,
+    /// The request-time session check every transport authenticates through.
+    pub sessions: Arc<purser_api_core::sessions::SessionCheck>,
     /// Operational trace events, written in the background.
     pub trace: Option<purser_command_api::trace::TraceLog>,
 }
@@ -111,6 +115,18 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
     let gateway = purser_command_api::gateway::build(config.payment_gateway.clone(), pool.clone())
         .map_err(|e| anyhow!("{e}"))?;
     let tokens = Tokens::new(config.jwt_secret.expose().as_bytes(), config.token_ttl);
+    let accounts = purser_command_api::accounts::Accounts {
+        bus: bus.clone(),
+        pool: pool.clone(),
+        hasher: config.identity.hasher(),
+        sessions: config.identity.sessions,
+        throttle: config.identity.throttle,
+    };
+    let sessions = Arc::new(purser_api_core::sessions::SessionCheck::new(
+        pool.clone(),
+        config.identity.session_check,
+        purser_api_core::sessions::SessionCheck::DEFAULT_CAPACITY,
+    ));
     Ok(Services {
         config: config.clone(),
         pool,
@@ -120,6 +136,8 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
         bus,
         gateway,
         tokens,
+        accounts,
+        sessions,
         trace: None,
     })
 }
@@ -150,6 +168,8 @@ impl Services {
             self.bus.clone(),
             self.gateway.clone(),
             self.tokens.clone(),
+            self.accounts.clone(),
+            self.sessions.clone(),
             self.trace.clone(),
             read_only,
         )

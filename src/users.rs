@@ -1,7 +1,7 @@
 //! Accounts created by operators: the first admin, analysts, auditors.
 
 use purser_command_api::CommandContext;
-use purser_command_api::accounts::{self, Password};
+use purser_command_api::accounts::Password;
 use purser_command_api::failure::Failure;
 use purser_domain::Email;
 use purser_domain::customer::Role;
@@ -19,21 +19,24 @@ pub async fn ensure_user(
 ) -> anyhow::Result<bool> {
     let email = Email::parse(email).map_err(|e| anyhow::anyhow!("{e}"))?;
     let ctx = CommandContext::system("users");
-    let created = match accounts::register(
-        &services.bus,
-        &ctx,
-        email.clone(),
-        name,
-        Password::parse(password.to_owned()).map_err(|e| anyhow::anyhow!("{e}"))?,
-    )
-    .await
+    let created = match services
+        .accounts
+        .add_verified(
+            &ctx,
+            email.clone(),
+            name,
+            Password::parse(password.to_owned()).map_err(|e| anyhow::anyhow!("{e}"))?,
+        )
+        .await
     {
         Ok(_) => true,
         Err(Failure::Rejected { code, .. }) if code == "EMAIL_TAKEN" => false,
         Err(e) => return Err(anyhow::anyhow!("cannot create {email}: {e}")),
     };
     for role in roles {
-        accounts::grant_role(&services.bus, &ctx, &email, *role)
+        services
+            .accounts
+            .set_role(&ctx, &email, *role, true)
             .await
             .map_err(|e| anyhow::anyhow!("cannot grant a role to {email}: {e}"))?;
     }

@@ -17,8 +17,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response as HttpResponse};
 use futures::stream::{self, BoxStream, SplitStream};
 use futures::{Stream, StreamExt};
-use purser_api_core::auth::{Tokens, Viewer};
+use purser_api_core::auth::{ClientAddr, Tokens, Viewer};
 use purser_api_core::read::WaitDeadline;
+use purser_api_core::sessions::SessionCheck;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::admission::{self, Transport};
@@ -31,17 +32,25 @@ use crate::schema::PurserSchema;
 pub struct WsState {
     pub schema: PurserSchema,
     pub tokens: Tokens,
+    pub sessions: Arc<SessionCheck>,
     pub admission: Limits,
     pub limits: WsLimits,
     slots: Arc<Semaphore>,
 }
 
 impl WsState {
-    pub fn new(schema: PurserSchema, tokens: Tokens, admission: Limits, limits: WsLimits) -> Self {
+    pub fn new(
+        schema: PurserSchema,
+        tokens: Tokens,
+        sessions: Arc<SessionCheck>,
+        admission: Limits,
+        limits: WsLimits,
+    ) -> Self {
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         WsState {
             schema,
             tokens,
+            sessions,
             admission,
             limits,
             slots,
@@ -55,6 +64,7 @@ pub fn upgrade(
     state: WsState,
     protocol: async_graphql_axum::GraphQLProtocol,
     ws: WebSocketUpgrade,
+    client: Option<ClientAddr>,
 ) -> HttpResponse {
     let Ok(slot) = state.slots.clone().try_acquire_owned() else {
         let mut r = error_response(
@@ -72,7 +82,7 @@ pub fn upgrade(
     ws.max_message_size(bytes)
         .max_frame_size(bytes)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve(state, protocol, socket, slot))
+        .on_upgrade(move |socket| serve(state, protocol, socket, slot, client))
         .into_response()
 }
 
@@ -81,6 +91,7 @@ async fn serve(
     protocol: async_graphql_axum::GraphQLProtocol,
     socket: WebSocket,
     _slot: OwnedSemaphorePermit,
+    client: Option<ClientAddr>,
 ) {
     let _open = OpenWebSocket::count();
     let executor = AdmittedExecutor {
@@ -91,11 +102,14 @@ async fn serve(
     };
     let (sink, input) = socket.split();
     let input = idle_timeout(input, state.limits.idle_timeout, executor.in_flight.clone());
-    let tokens = state.tokens.clone();
+    let (tokens, sessions) = (state.tokens.clone(), state.sessions.clone());
     async_graphql_axum::GraphQLWebSocket::new_with_pair(sink, input, executor, protocol)
         .on_connection_init(move |payload| async move {
             let mut data = Data::default();
-            data.insert(connection_viewer(&tokens, &payload)?);
+            data.insert(connection_viewer(&tokens, &sessions, &payload).await?);
+            if let Some(client) = client {
+                data.insert(client);
+            }
             Ok(data)
         })
         .serve()
@@ -103,8 +117,9 @@ async fn serve(
 }
 
 /// The viewer a `connection_init` payload speaks for.
-fn connection_viewer(
+async fn connection_viewer(
     tokens: &Tokens,
+    sessions: &SessionCheck,
     payload: &serde_json::Value,
 ) -> async_graphql::Result<Viewer> {
     let token = payload
@@ -124,8 +139,9 @@ fn connection_viewer(
         });
     match token {
         None => Ok(Viewer::anonymous()),
-        Some(t) => tokens
-            .verify(&t)
+        Some(t) => sessions
+            .authenticate(tokens, &t)
+            .await
             .map_err(|e| async_graphql::Error::new(e.to_string())),
     }
 }

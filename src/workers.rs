@@ -99,8 +99,13 @@ pub fn spawn_command_side(services: &Services, tasks: &mut TaskSet) -> anyhow::R
             .checkpoints
             .subscribe_to(NotificationQueueProjection::NAME),
     )
-    .map_err(|e| anyhow!("{e}"))?;
+    .map_err(|e| anyhow!("{e}"))?
+    .with_links(services.tokens.clone());
     tasks.spawn(|stop| async move { notifications.run(stop).await });
+    let pool = services.pool.clone();
+    tasks.spawn(|stop| {
+        purser_command_api::sessions::prune_every(pool, Duration::from_secs(600), stop)
+    });
     let (pool, retention) = (services.pool.clone(), config.budgets.trace_retention);
     tasks.spawn(|stop| {
         purser_command_api::trace::prune(pool, retention, Duration::from_secs(600), stop)

@@ -657,6 +657,7 @@ async fn an_import_splits_large_events_into_appends_under_the_size_limit() {
             metadata: Default::default(),
             recorded_at: chrono::Utc::now(),
             hash: None,
+            redacted: false,
         };
         serde_json::to_writer(&mut file, &e).unwrap();
         file.push(b'\n');

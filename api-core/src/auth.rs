@@ -1,5 +1,10 @@
-//! Who is asking: bearer tokens (JWT, HS256) carrying a customer id and roles, and the guards
-//! resolvers use.
+//! Who is asking: bearer tokens (JWT, HS256) naming a customer and a session, the
+//! purpose-bound tokens emails and checkouts hand out, and the guards resolvers use.
+//!
+//! An access token is short-lived and names its session ([`crate::sessions`]): a request is
+//! only served while that session is live, and its roles are read from the account at request
+//! time (cached briefly), so signing out, a password change, a disabled account or a revoked
+//! role ends access within the cache's lifetime, not at the token's expiry.
 //!
 //! A request without a token is anonymous: it can browse the catalog, keep a cart and check
 //! out as a guest. Customers see only their own carts, orders and licenses; `admin` may manage
@@ -23,6 +28,8 @@ pub struct Viewer {
     pub customer_id: Option<CustomerId>,
     pub email: Option<String>,
     pub roles: BTreeSet<Role>,
+    /// The session the access token belongs to.
+    pub session_id: Option<uuid::Uuid>,
 }
 
 impl Viewer {
@@ -88,6 +95,10 @@ impl Viewer {
     }
 }
 
+/// The address a request came from (after `PURSER_CLIENT_IP_HEADER`), for sign-in throttling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 pub fn role_name(r: Role) -> &'static str {
     match r {
         Role::Customer => "customer",
@@ -102,6 +113,9 @@ struct Claims {
     sub: String,
     email: String,
     roles: Vec<Role>,
+    /// The session; a token without one (issued before sessions existed) is refused.
+    #[serde(default)]
+    sid: Option<uuid::Uuid>,
     iat: i64,
     exp: i64,
     iss: String,
@@ -114,6 +128,9 @@ struct PurposeClaims {
     typ: String,
     sub: String,
     jti: uuid::Uuid,
+    /// The order a sign-in token was handed out for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ord: Option<uuid::Uuid>,
     iat: i64,
     exp: i64,
     iss: String,
@@ -121,6 +138,31 @@ struct PurposeClaims {
 
 const ORDER_STATUS: &str = "order-status";
 const SIGN_IN: &str = "sign-in";
+
+/// What an emailed link proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkPurpose {
+    VerifyEmail,
+    PasswordReset,
+}
+
+impl LinkPurpose {
+    fn typ(self) -> &'static str {
+        match self {
+            LinkPurpose::VerifyEmail => "verify-email",
+            LinkPurpose::PasswordReset => "password-reset",
+        }
+    }
+}
+
+/// A valid post-purchase sign-in token: whom it signs in, for which order, until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignInGrant {
+    pub customer_id: CustomerId,
+    pub order_id: purser_domain::OrderId,
+    pub token_id: uuid::Uuid,
+    pub expires_at: chrono::DateTime<Utc>,
+}
 
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -155,12 +197,20 @@ impl Tokens {
         self.ttl
     }
 
-    pub fn issue(&self, customer_id: CustomerId, email: &str, roles: &BTreeSet<Role>) -> String {
+    /// An access token for `session`.
+    pub fn issue(
+        &self,
+        session: uuid::Uuid,
+        customer_id: CustomerId,
+        email: &str,
+        roles: &BTreeSet<Role>,
+    ) -> String {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: customer_id.to_string(),
             email: email.to_owned(),
             roles: roles.iter().copied().collect(),
+            sid: Some(session),
             iat: now,
             exp: now + self.ttl.as_secs() as i64,
             iss: ISSUER.to_owned(),
@@ -169,6 +219,8 @@ impl Tokens {
             .expect("HS256 signing cannot fail")
     }
 
+    /// Checks the signature and expiry only; [`crate::sessions::SessionCheck`] also checks
+    /// that the session is live and reads the account's current roles.
     pub fn verify(&self, token: &str) -> Result<Viewer, TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
@@ -184,10 +236,12 @@ impl Tokens {
             .sub
             .parse::<CustomerId>()
             .map_err(|_| TokenError::Invalid)?;
+        let session_id = data.claims.sid.ok_or(TokenError::Invalid)?;
         Ok(Viewer {
             customer_id: Some(customer_id),
             email: Some(data.claims.email),
             roles: data.claims.roles.into_iter().collect(),
+            session_id: Some(session_id),
         })
     }
 }
@@ -198,14 +252,15 @@ impl Tokens {
         typ: &str,
         sub: String,
         jti: uuid::Uuid,
-        ttl: Duration,
+        ord: Option<uuid::Uuid>,
+        exp: chrono::DateTime<Utc>,
     ) -> (String, chrono::DateTime<Utc>) {
         let now = Utc::now();
-        let exp = now + chrono::Duration::from_std(ttl).unwrap_or_default();
         let claims = PurposeClaims {
             typ: typ.to_owned(),
             sub,
             jti,
+            ord,
             iat: now.timestamp(),
             exp: exp.timestamp(),
             iss: ISSUER.to_owned(),
@@ -236,13 +291,9 @@ impl Tokens {
     /// from checkout). Valid for 30 days.
     pub fn issue_order_status(&self, order_id: purser_domain::OrderId) -> String {
         let jti = purser_domain::derive_id(&["order-status", &order_id.to_string()]);
-        self.issue_purpose(
-            ORDER_STATUS,
-            order_id.to_string(),
-            jti,
-            Duration::from_secs(30 * 86_400),
-        )
-        .0
+        let exp = Utc::now() + chrono::Duration::days(30);
+        self.issue_purpose(ORDER_STATUS, order_id.to_string(), jti, None, exp)
+            .0
     }
 
     pub fn verify_order_status(
@@ -258,42 +309,86 @@ impl Tokens {
         }
     }
 
-    /// A single-use sign-in token for the customer of a fulfilled order (the post-purchase
-    /// auto-login), valid for ten minutes. Its id is fixed per order, so however often it is asked
-    /// for, one exchange is all there is.
+    /// The post-purchase single-use sign-in token of a guest checkout: it names the guest
+    /// identity the checkout created and the order, and expires at `expires_at` (ten minutes
+    /// after the order was fulfilled, so asking again never renews it). Its id is fixed per
+    /// order, so one exchange is all there is.
     pub fn issue_sign_in(
         &self,
         customer_id: CustomerId,
         order_id: purser_domain::OrderId,
-    ) -> (String, chrono::DateTime<Utc>) {
+        expires_at: chrono::DateTime<Utc>,
+    ) -> String {
         let jti = purser_domain::derive_id(&["sign-in", &order_id.to_string()]);
-        self.issue_purpose(
-            SIGN_IN,
-            customer_id.to_string(),
-            jti,
-            Duration::from_secs(600),
-        )
+        let sub = customer_id.to_string();
+        self.issue_purpose(SIGN_IN, sub, jti, Some(order_id.as_uuid()), expires_at)
+            .0
     }
 
-    /// The customer, token id and expiry of a valid sign-in token.
-    pub fn verify_sign_in(
-        &self,
-        token: &str,
-    ) -> Result<(CustomerId, uuid::Uuid, chrono::DateTime<Utc>), TokenError> {
+    pub fn verify_sign_in(&self, token: &str) -> Result<SignInGrant, TokenError> {
         let claims = self.verify_purpose(SIGN_IN, token)?;
         let customer_id = claims
             .sub
             .parse::<CustomerId>()
             .map_err(|_| TokenError::Invalid)?;
-        let exp =
+        let order_id = purser_domain::OrderId::from(claims.ord.ok_or(TokenError::Invalid)?);
+        if claims.jti != purser_domain::derive_id(&["sign-in", &order_id.to_string()]) {
+            return Err(TokenError::Invalid);
+        }
+        let expires_at =
             chrono::DateTime::<Utc>::from_timestamp(claims.exp, 0).ok_or(TokenError::Invalid)?;
-        Ok((customer_id, claims.jti, exp))
+        Ok(SignInGrant {
+            customer_id,
+            order_id,
+            token_id: claims.jti,
+            expires_at,
+        })
+    }
+
+    /// The token in an emailed link (address verification, password reset). It is derived
+    /// from the event's ids and this server's secret when the email is written, and never
+    /// stored.
+    pub fn issue_link(
+        &self,
+        purpose: LinkPurpose,
+        customer_id: CustomerId,
+        link_id: uuid::Uuid,
+        expires_at: chrono::DateTime<Utc>,
+    ) -> String {
+        let sub = customer_id.to_string();
+        self.issue_purpose(purpose.typ(), sub, link_id, None, expires_at)
+            .0
+    }
+
+    /// The customer and link id of a valid emailed link.
+    pub fn verify_link(
+        &self,
+        purpose: LinkPurpose,
+        token: &str,
+    ) -> Result<(CustomerId, uuid::Uuid), TokenError> {
+        let claims = self.verify_purpose(purpose.typ(), token)?;
+        let customer_id = claims
+            .sub
+            .parse::<CustomerId>()
+            .map_err(|_| TokenError::Invalid)?;
+        Ok((customer_id, claims.jti))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tokens(ttl: u64) -> Tokens {
+        Tokens::new(
+            b"0123456789abcdef0123456789abcdef",
+            Duration::from_secs(ttl),
+        )
+    }
+
+    fn soon() -> chrono::DateTime<Utc> {
+        Utc::now() + chrono::Duration::minutes(10)
+    }
 
     #[test]
     fn purpose_tokens_cannot_stand_in_for_each_other_or_for_sessions() {
@@ -310,36 +405,58 @@ mod tests {
             t.verify(&status).is_err(),
             "a status token is not a session"
         );
-        let (sign_in, _) = t.issue_sign_in(CustomerId::new(), order);
-        assert!(t.verify_sign_in(&sign_in).is_ok());
+        let guest = CustomerId::guest_of(order);
+        let sign_in = t.issue_sign_in(guest, order, soon());
+        let grant = t.verify_sign_in(&sign_in).unwrap();
+        assert_eq!((grant.customer_id, grant.order_id), (guest, order));
         assert!(
             t.verify(&sign_in).is_err(),
             "a sign-in token is not a session"
         );
-        let session = t.issue(CustomerId::new(), "a@b.co", &BTreeSet::new());
+        let link = t.issue_link(LinkPurpose::VerifyEmail, guest, uuid::Uuid::nil(), soon());
+        assert!(t.verify_link(LinkPurpose::VerifyEmail, &link).is_ok());
+        assert!(t.verify_link(LinkPurpose::PasswordReset, &link).is_err());
+        assert!(t.verify(&link).is_err() && t.verify_sign_in(&link).is_err());
+        let session = t.issue(
+            uuid::Uuid::nil(),
+            CustomerId::new(),
+            "a@b.co",
+            &BTreeSet::new(),
+        );
         assert!(t.verify_sign_in(&session).is_err());
+        assert!(t.verify_link(LinkPurpose::PasswordReset, &session).is_err());
     }
 
-    fn tokens(ttl: u64) -> Tokens {
-        Tokens::new(
-            b"0123456789abcdef0123456789abcdef",
-            Duration::from_secs(ttl),
-        )
+    #[test]
+    fn an_expired_link_is_refused() {
+        let t = tokens(60);
+        let past = Utc::now() - chrono::Duration::minutes(1);
+        let link = t.issue_link(
+            LinkPurpose::PasswordReset,
+            CustomerId::new(),
+            uuid::Uuid::nil(),
+            past,
+        );
+        assert_eq!(
+            t.verify_link(LinkPurpose::PasswordReset, &link),
+            Err(TokenError::Expired)
+        );
     }
 
     #[test]
     fn tokens_round_trip_and_expire() {
         let id = CustomerId::new();
+        let sid = uuid::Uuid::new_v4();
         let roles: BTreeSet<Role> = [Role::Customer, Role::Analyst].into();
         let v = tokens(60)
-            .verify(&tokens(60).issue(id, "a@b.co", &roles))
+            .verify(&tokens(60).issue(sid, id, "a@b.co", &roles))
             .unwrap();
-        assert_eq!(v.customer_id, Some(id));
+        assert_eq!((v.customer_id, v.session_id), (Some(id), Some(sid)));
         assert!(v.is(Role::Analyst) && !v.is(Role::Admin));
         assert_eq!(tokens(60).verify("garbage"), Err(TokenError::Invalid));
         let other = Tokens::new(b"another-secret-another-secret-xx", Duration::from_secs(60));
         assert_eq!(
-            other.verify(&tokens(60).issue(id, "a@b.co", &roles)),
+            other.verify(&tokens(60).issue(sid, id, "a@b.co", &roles)),
             Err(TokenError::Invalid)
         );
     }
@@ -350,16 +467,16 @@ mod tests {
         assert!(anon.require(Role::Admin).is_err());
         let customer = Viewer {
             customer_id: Some(CustomerId::new()),
-            email: None,
             roles: [Role::Customer].into(),
+            ..Viewer::default()
         };
         assert!(customer.require(Role::Admin).is_err());
         assert!(customer.may_read_customer(customer.customer_id));
         assert!(!customer.may_read_customer(Some(CustomerId::new())));
         let admin = Viewer {
             customer_id: Some(CustomerId::new()),
-            email: None,
             roles: [Role::Admin].into(),
+            ..Viewer::default()
         };
         assert!(admin.require(Role::Analyst).is_ok());
         assert!(admin.may_read_customer(Some(CustomerId::new())));

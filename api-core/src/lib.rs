@@ -6,6 +6,7 @@
 //! - [`errors`]: the one mapping from rejections and failures to GraphQL errors and
 //!   `userErrors`.
 //! - [`auth`]: the viewer of a request and its bearer tokens.
+//! - [`sessions`]: the request-time check that a token's session is live, and current roles.
 //! - [`read`]: read-your-writes (`ReadContext::wait_for`).
 //! - [`product`]: the catalog product node, which queries list and product mutations return.
 //! - [`config`]: `Secret`, `ConfigError` and the URL check every setting uses.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod errors;
 pub mod product;
 pub mod read;
+pub mod sessions;
 pub mod wire;
 
 pub use read::ReadContext;

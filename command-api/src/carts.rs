@@ -230,11 +230,13 @@ pub async fn check_out(
             ));
         }
     };
+    // A guest checkout gets its own identity, derived from the order and never from the
+    // typed email: whatever address a guest gives, the order lands on no existing account.
     let customer_id = req
         .actor
         .customer_id
         .or(cart.customer_id)
-        .unwrap_or_else(|| CustomerId::for_email(&email));
+        .unwrap_or_else(|| CustomerId::guest_of(order_id));
 
     // Price every line as the catalog says now, with each digital product's license terms.
     let mut lines = Vec::with_capacity(cart.lines.len());

@@ -33,6 +33,18 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// A database the command side needs (credentials, sessions) could not be used.
+    pub fn database(e: sqlx::Error) -> Failure {
+        Failure::Store(StoreError::Unavailable(format!("database: {e}")))
+    }
+
+    /// Something that should not fail did; the caller sees a generic error.
+    pub fn internal(message: impl Into<String>) -> Failure {
+        Failure::Store(StoreError::Backend(message.into()))
+    }
+}
+
 impl From<ValueError> for Failure {
     fn from(e: ValueError) -> Failure {
         Failure::rejected(Some(e.field), "INVALID_INPUT", e.to_string())

@@ -22,6 +22,8 @@ pub mod orders;
 pub mod outbox;
 mod polling;
 pub mod process;
+pub mod sessions;
+pub mod throttle;
 pub mod trace;
 pub mod webhooks;
 

@@ -108,6 +108,16 @@ pub fn stream_category(stream: &str) -> Option<&str> {
     stream.split_once('-').map(|(category, _)| category).filter(|c| !c.is_empty())
 }
 
+/// Removes secrets that events written by older versions carry (the password hash of a
+/// `CustomerRegistered` v1) from an event's stored data. Views of the raw log — `streamHistory`
+/// and `audit export` — show what is left; answers whether anything was removed.
+pub fn redact_secrets(event_type: &str, data: &mut serde_json::Value) -> bool {
+    match (event_type, data.as_object_mut()) {
+        ("CustomerRegistered", Some(map)) => map.remove("password_hash").is_some(),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

@@ -116,10 +116,16 @@ uuid_id!(
 );
 
 impl CustomerId {
-    /// Customer ids are derived from the normalised email address, so a guest provisioned at
-    /// checkout and the same person registering later land on the same stream, and two
+    /// A registered account's id, derived from the normalised email address, so two
     /// registrations of one address collide on the stream's existence.
     pub fn for_email(email: &crate::Email) -> Self {
         Self::derived(&["customer", email.as_str()])
+    }
+
+    /// The guest identity of one checkout: derived from the order, never from the email the
+    /// guest typed, so a guest checkout can never land on (or sign anyone into) an account.
+    /// Each guest checkout has its own; a verified account claims them by proving the address.
+    pub fn guest_of(order_id: crate::OrderId) -> Self {
+        Self::derived(&["guest", &order_id.to_string()])
     }
 }

@@ -6,7 +6,17 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Aggregate, DomainError, Email, Event, LicenseId, NotificationId, OrderId};
+use crate::{Aggregate, CustomerId, DomainError, Email, Event, LicenseId, NotificationId, OrderId};
+
+/// What an account email (verification, password reset) links to: the sender turns it into a
+/// signed link with the server's secret, so the link itself is never stored anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountLink {
+    pub customer_id: CustomerId,
+    /// The verification or reset id the link proves knowledge of.
+    pub link_id: uuid::Uuid,
+    pub expires_at: DateTime<Utc>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -18,6 +28,10 @@ pub enum NotificationKind {
     Shipped,
     Refunded,
     OrderCancelled,
+    /// The link that proves a new account's address.
+    VerifyEmail,
+    /// A single-use link to set a new password.
+    PasswordReset,
 }
 
 impl NotificationKind {
@@ -30,6 +44,8 @@ impl NotificationKind {
             Self::Shipped => "shipped",
             Self::Refunded => "refunded",
             Self::OrderCancelled => "order_cancelled",
+            Self::VerifyEmail => "verify_email",
+            Self::PasswordReset => "password_reset",
         }
     }
 }
@@ -49,8 +65,11 @@ pub struct NotificationState {
     pub notification_id: NotificationId,
     pub kind: Option<NotificationKind>,
     pub to: Option<Email>,
-    pub order_id: OrderId,
+    /// The order an order email is about; account emails have none.
+    pub order_id: Option<OrderId>,
     pub license_id: Option<LicenseId>,
+    #[serde(default)]
+    pub account: Option<AccountLink>,
     pub attempts: u32,
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
@@ -62,8 +81,9 @@ pub enum NotificationCommand {
         notification_id: NotificationId,
         kind: NotificationKind,
         to: Email,
-        order_id: OrderId,
+        order_id: Option<OrderId>,
         license_id: Option<LicenseId>,
+        account: Option<AccountLink>,
         now: DateTime<Utc>,
     },
     MarkSent {
@@ -86,19 +106,22 @@ pub enum NotificationEvent {
         notification_id: NotificationId,
         kind: NotificationKind,
         to: Email,
-        order_id: OrderId,
+        /// Always present before account emails existed, so old events load unchanged.
+        order_id: Option<OrderId>,
         license_id: Option<LicenseId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<AccountLink>,
         at: DateTime<Utc>,
     },
     NotificationSent {
         notification_id: NotificationId,
-        order_id: OrderId,
+        order_id: Option<OrderId>,
         attempt: u32,
         at: DateTime<Utc>,
     },
     NotificationFailed {
         notification_id: NotificationId,
-        order_id: OrderId,
+        order_id: Option<OrderId>,
         attempt: u32,
         error: String,
         next_attempt_at: Option<DateTime<Utc>>,
@@ -148,7 +171,15 @@ impl Aggregate for Notification {
         use NotificationEvent::*;
         let (notification_id, order_id) = (state.notification_id, state.order_id);
         match command {
-            NotificationCommand::Queue { notification_id, kind, to, order_id, license_id, now } => {
+            NotificationCommand::Queue {
+                notification_id,
+                kind,
+                to,
+                order_id,
+                license_id,
+                account,
+                now,
+            } => {
                 if state.status.is_some() {
                     return Ok(vec![]);
                 }
@@ -158,6 +189,7 @@ impl Aggregate for Notification {
                     to,
                     order_id,
                     license_id,
+                    account,
                     at: now,
                 }])
             }
@@ -191,7 +223,7 @@ impl Aggregate for Notification {
     fn evolve(mut state: NotificationState, event: &NotificationEvent) -> NotificationState {
         use NotificationEvent::*;
         match event {
-            NotificationQueued { notification_id, kind, to, order_id, license_id, at } => {
+            NotificationQueued { notification_id, kind, to, order_id, license_id, account, at } => {
                 state = NotificationState {
                     status: Some(NotificationStatus::Queued),
                     notification_id: *notification_id,
@@ -199,6 +231,7 @@ impl Aggregate for Notification {
                     to: Some(to.clone()),
                     order_id: *order_id,
                     license_id: *license_id,
+                    account: *account,
                     attempts: 0,
                     next_attempt_at: Some(*at),
                 };
@@ -238,8 +271,9 @@ mod tests {
             notification_id: nid(),
             kind: NotificationKind::OrderConfirmed,
             to: email("ann@example.com"),
-            order_id: oid(),
+            order_id: Some(oid()),
             license_id: None,
+            account: None,
             at: t(0),
         }
     }
@@ -247,7 +281,7 @@ mod tests {
     fn failed(attempt: u32) -> NotificationEvent {
         NotificationFailed {
             notification_id: nid(),
-            order_id: oid(),
+            order_id: Some(oid()),
             attempt,
             error: "421 try later".into(),
             next_attempt_at: Some(t(5)),
@@ -265,7 +299,7 @@ mod tests {
     }
 
     fn sent() -> NotificationEvent {
-        NotificationSent { notification_id: nid(), order_id: oid(), attempt: 2, at: t(6) }
+        NotificationSent { notification_id: nid(), order_id: Some(oid()), attempt: 2, at: t(6) }
     }
 
     #[test]
@@ -274,12 +308,23 @@ mod tests {
             notification_id: nid(),
             kind: NotificationKind::OrderConfirmed,
             to: email("ann@example.com"),
-            order_id: oid(),
+            order_id: Some(oid()),
             license_id: None,
+            account: None,
             now: t(0),
         };
         given::<Notification>([]).when(queue()).then([queued()]);
         given::<Notification>([queued()]).when(queue()).then([]);
+    }
+
+    #[test]
+    fn order_emails_written_before_account_emails_still_load() {
+        let v1 = serde_json::json!({
+            "notification_id": nid(), "kind": "order_confirmed", "to": "ann@example.com",
+            "order_id": oid(), "license_id": null, "at": t(0),
+        });
+        let e = NotificationEvent::decode("NotificationQueued", 1, v1).unwrap();
+        assert_eq!(e, queued());
     }
 
     #[test]

@@ -250,7 +250,7 @@ impl World {
                 exec::<Order, _>(&mut self.orders, log, order_id, cmd)
             }
             A::ProvisionAccount { customer_id, email, order_id } => {
-                let cmd = CustomerCommand::ProvisionAccount { email, order_id, guest: true, now };
+                let cmd = CustomerCommand::ProvisionAccount { customer_id, email, order_id, now };
                 exec::<Customer, _>(&mut self.customers, log, customer_id, cmd)
             }
             A::AllocateLicense { sku, license_id, order_id } => {
@@ -322,8 +322,9 @@ impl World {
                     notification_id,
                     kind,
                     to,
-                    order_id,
+                    order_id: Some(order_id),
                     license_id,
+                    account: None,
                     now,
                 };
                 exec::<Notification, _>(&mut self.notifications, log, notification_id, cmd)

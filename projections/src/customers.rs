@@ -148,9 +148,82 @@ async fn apply_customer(tx: &mut PgConnection, e: CustomerEvent) -> Result<(), P
             .execute(&mut *tx)
             .await?;
         }
-        // Exchanging a sign-in token changes nothing a read model shows.
-        CustomerEvent::SignInTokenRedeemed { .. } => {}
+        CustomerEvent::EmailVerified {
+            customer_id, at, ..
+        } => {
+            sqlx::query(
+                "update sales.customers set verified = true, updated_at = $2
+                 where customer_id = $1",
+            )
+            .bind(customer_id.as_uuid())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        CustomerEvent::AccountDisabled {
+            customer_id, at, ..
+        } => {
+            sqlx::query(
+                "update sales.customers set disabled_at = $2, updated_at = $2
+                 where customer_id = $1",
+            )
+            .bind(customer_id.as_uuid())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        CustomerEvent::AccountEnabled { customer_id, at } => {
+            sqlx::query(
+                "update sales.customers set disabled_at = null, updated_at = $2
+                 where customer_id = $1",
+            )
+            .bind(customer_id.as_uuid())
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Tokens, links and passwords change nothing a read model shows.
+        CustomerEvent::SignInTokenRedeemed { .. }
+        | CustomerEvent::EmailVerificationRequested { .. }
+        | CustomerEvent::PasswordResetRequested { .. }
+        | CustomerEvent::PasswordChanged { .. } => {}
     }
+    Ok(())
+}
+
+/// A verified account took over a guest's order: the order, its licenses and both customers'
+/// counts move with it.
+async fn claim_order(
+    tx: &mut PgConnection,
+    order_id: uuid::Uuid,
+    to: uuid::Uuid,
+    from: uuid::Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ProjectionError> {
+    for table in ["sales.customer_orders", "sales.customer_licenses"] {
+        sqlx::query(&format!(
+            "update {table} set customer_id = $2 where order_id = $1"
+        ))
+        .bind(order_id)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "update sales.customers c
+         set orders_count = (select count(*) from sales.customer_orders o
+                             where o.customer_id = c.customer_id),
+             first_order_at = (select min(placed_at) from sales.customer_orders o
+                               where o.customer_id = c.customer_id),
+             last_order_at = (select max(placed_at) from sales.customer_orders o
+                              where o.customer_id = c.customer_id),
+             updated_at = $2
+         where c.customer_id = any($1)",
+    )
+    .bind(vec![to, from])
+    .bind(at)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -215,6 +288,19 @@ async fn apply_order(tx: &mut PgConnection, e: OrderEvent) -> Result<(), Project
             .bind(amount.minor)
             .execute(&mut *tx)
             .await?;
+        }
+        OrderEvent::OrderClaimed {
+            order_id,
+            customer_id,
+            guest_customer_id,
+            at,
+        } => {
+            let (order, to, from) = (
+                order_id.as_uuid(),
+                customer_id.as_uuid(),
+                guest_customer_id.as_uuid(),
+            );
+            claim_order(tx, order, to, from, at).await?;
         }
         _ => {}
     }

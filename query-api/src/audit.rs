@@ -73,7 +73,8 @@ pub struct StreamEvent {
     #[graphql(name = "type")]
     pub event_type: String,
     pub schema_version: i32,
-    /// The event's data as stored (before any upcasting).
+    /// The event's data as stored (before any upcasting), less any secret an older version
+    /// wrote into it (a password hash).
     pub data: Json<Value>,
     pub metadata: EventMetadata,
     pub recorded_at: DateTime<Utc>,
@@ -88,7 +89,11 @@ impl From<&RecordedEvent> for StreamEvent {
             position: e.position.to_string(),
             event_type: e.event_type.clone(),
             schema_version: i32::from(e.schema_version),
-            data: Json(e.data.clone()),
+            data: Json({
+                let mut data = e.data.clone();
+                purser_domain::events::redact_secrets(&e.event_type, &mut data);
+                data
+            }),
             metadata: EventMetadata {
                 correlation_id: e.metadata.correlation_id.map(|u| u.to_string()),
                 causation_id: e.metadata.causation_id.map(|u| u.to_string()),

@@ -1,7 +1,8 @@
 //! Following a checkout without an account: the checkout returns an order id
 //! and a status token; polling `checkoutStatus` with both shows the order, and once its
 //! digital goods are delivered, hands out a single-use sign-in token that
-//! `customerSignInWithToken` exchanges for a session, exactly once.
+//! `customerSignInWithToken` exchanges for a session of the checkout's own guest identity,
+//! exactly once. Orders of a signed-in customer (whatever email they typed) never get one.
 
 use async_graphql::{Context, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -20,6 +21,18 @@ pub struct CheckoutStatus {
     /// it (once, within ten minutes) with `customerSignInWithToken` for a session.
     pub sign_in_token: Option<String>,
     pub sign_in_token_expires_at: Option<DateTime<Utc>>,
+}
+
+/// How long after fulfilment the post-purchase sign-in works.
+pub const SIGN_IN_WINDOW: chrono::Duration = chrono::Duration::minutes(10);
+
+/// When the post-purchase token of this order expires, if it may have one now: only a guest
+/// checkout's order, with digital goods, fulfilled less than ten minutes ago. The window runs
+/// from fulfilment, so polling never renews it.
+fn sign_in_window(row: &crate::orders::OrderRow, order_id: OrderId) -> Option<DateTime<Utc>> {
+    let guest = CustomerId::from(row.customer_id) == CustomerId::guest_of(order_id);
+    let expires_at = row.fulfilled_at? + SIGN_IN_WINDOW;
+    (guest && row.has_digital && Utc::now() < expires_at).then_some(expires_at)
 }
 
 #[derive(Default)]
@@ -53,13 +66,15 @@ impl CheckoutStatusQuery {
         else {
             return Ok(None);
         };
-        let (sign_in_token, sign_in_token_expires_at) = if row.has_digital
-            && row.fulfilled_at.is_some()
-        {
-            let (token, exp) = tokens.issue_sign_in(CustomerId::from(row.customer_id), order_id);
-            (Some(token), Some(exp))
-        } else {
-            (None, None)
+        let (sign_in_token, sign_in_token_expires_at) = match sign_in_window(&row, order_id) {
+            Some(expires_at) => {
+                let guest = CustomerId::guest_of(order_id);
+                (
+                    Some(tokens.issue_sign_in(guest, order_id, expires_at)),
+                    Some(expires_at),
+                )
+            }
+            None => (None, None),
         };
         Ok(Some(CheckoutStatus {
             order: Order::new(row),

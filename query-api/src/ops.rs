@@ -57,8 +57,11 @@ pub struct OpsQuery;
 
 #[Object]
 impl OpsQuery {
-    /// Every projection's position, lag and health.
+    /// Every projection's position, lag and health (admins: it names hosts and processes and
+    /// quotes database errors).
     async fn projections(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProjectionStatus>> {
+        purser_api_core::auth::Viewer::from_ctx(ctx)
+            .require(purser_domain::customer::Role::Admin)?;
         let read = ReadContext::from_ctx(ctx);
         let rows = read.checkpoints.all().await.map_err(db_error)?;
         Ok(rows

@@ -38,10 +38,16 @@ pub struct ExportedEvent {
     /// The stored SHA-256 chain hash, hex; only the Postgres store has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
+    /// A secret an older version wrote into the data (a password hash) was left out, so this
+    /// event's data no longer matches its hash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
 }
 
 impl ExportedEvent {
     pub fn from_recorded(e: &RecordedEvent, hash: Option<&[u8]>) -> ExportedEvent {
+        let mut data = e.data.clone();
+        let redacted = purser_domain::events::redact_secrets(&e.event_type, &mut data);
         ExportedEvent {
             id: e.id,
             stream: e.stream.to_string(),
@@ -51,10 +57,11 @@ impl ExportedEvent {
             prepare: e.position.prepare,
             event_type: e.event_type.clone(),
             schema_version: e.schema_version,
-            data: e.data.clone(),
+            data,
             metadata: e.metadata.clone(),
             recorded_at: e.recorded_at,
             hash: hash.map(hex::encode),
+            redacted,
         }
     }
 }

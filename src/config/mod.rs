@@ -4,6 +4,7 @@
 //! like; secrets are never echoed back.
 
 mod budgets;
+mod identity;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -53,7 +54,10 @@ pub struct Config {
     /// Signs bearer tokens. From `PURSER_JWT_SECRET`; a random one per process otherwise.
     pub jwt_secret: Secret,
     pub jwt_secret_is_ephemeral: bool,
+    /// Lifetime of an access token (`PURSER_JWT_TTL_SECS`); sessions outlive it by refreshing.
     pub token_ttl: Duration,
+    /// Sessions, password hashing, sign-in throttling.
+    pub identity: identity::Identity,
     /// Ed25519 seed (base64) for signed license keys; see `license_key_file`.
     pub license_signing_key: Option<Secret>,
     /// Where the signing key lives when `PURSER_LICENSE_SIGNING_KEY` is unset (None: nowhere).
@@ -149,13 +153,9 @@ impl Config {
                 )
             }
         };
-        let token_ttl = Duration::from_secs(number(
-            &get,
-            "PURSER_JWT_TTL_SECS",
-            12 * 3600,
-            60,
-            90 * 86_400,
-        )?);
+        let token_ttl =
+            Duration::from_secs(number(&get, "PURSER_JWT_TTL_SECS", 15 * 60, 60, 86_400)?);
+        let identity = identity::Identity::from_lookup(&get, token_ttl)?;
         let license_signing_key = get("PURSER_LICENSE_SIGNING_KEY")
             .filter(|s| !s.trim().is_empty())
             .map(Secret::new);
@@ -211,6 +211,7 @@ impl Config {
             jwt_secret,
             jwt_secret_is_ephemeral,
             token_ttl,
+            identity,
             license_signing_key,
             license_key_file,
             payment_gateway,

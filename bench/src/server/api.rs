@@ -25,9 +25,21 @@ pub(super) struct Api {
 }
 
 impl Api {
-    /// A client of `server`'s GraphQL endpoint, with an admin token signed by `secret`.
-    pub(super) fn new(server: &Server, secret: &str) -> anyhow::Result<Api> {
+    /// A client of `server`'s GraphQL endpoint, with an admin token signed by `secret` for a
+    /// session the bench opens itself in the server's database (the bench admin has no
+    /// account, so the token's roles stand).
+    pub(super) async fn new(server: &Server, secret: &str, pool: &PgPool) -> anyhow::Result<Api> {
         let tokens = Tokens::new(secret.as_bytes(), Duration::from_secs(3600));
+        let (session, admin) = (uuid::Uuid::new_v4(), CustomerId::new());
+        sqlx::query(
+            "insert into purser.sessions (id, customer_id, refresh_hash, expires_at)
+             values ($1, $2, '\\x00', now() + interval '1 day')",
+        )
+        .bind(session)
+        .bind(admin.as_uuid())
+        .execute(pool)
+        .await
+        .context("opening the bench admin's session")?;
         Ok(Api {
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(1024)
@@ -35,7 +47,8 @@ impl Api {
             url: format!("http://{}/graphql", server.addr),
             metrics_url: format!("http://{}/metrics", server.addr),
             admin: tokens.issue(
-                CustomerId::new(),
+                session,
+                admin,
                 "bench-admin@example.com",
                 &BTreeSet::from([Role::Admin]),
             ),

@@ -78,8 +78,8 @@ async fn drive(
     which: Which,
     verbose: bool,
 ) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
-    let api = Api::new(server, secret)?;
     let pool = db.pool(16).await?;
+    let api = Api::new(server, secret, &pool).await?;
     let physical = seed_catalog(&api, sizes.server_products).await?;
     settle(&pool).await?;
     progress(

@@ -16,9 +16,9 @@ impl ActionExecutor {
         order_id: OrderId,
     ) -> Outcome {
         let cmd = CustomerCommand::ProvisionAccount {
+            customer_id,
             email,
             order_id,
-            guest: true,
             now: step.now,
         };
         self.send::<Customer>(step, &customer_id, cmd).await
@@ -37,8 +37,9 @@ impl ActionExecutor {
             notification_id,
             kind,
             to,
-            order_id,
+            order_id: Some(order_id),
             license_id,
+            account: None,
             now: step.now,
         };
         self.send::<Notification>(step, &notification_id, cmd).await

@@ -1,18 +1,18 @@
-//! Sign-up, sign-in and roles.
+//! Sign-up, sign-in and sessions. Address verification, password recovery and claiming
+//! guest orders are in [`super::recovery`]; staff administration in [`super::staff`].
 
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use purser_api_core::auth::{Tokens, role_name};
+use purser_api_core::auth::{ClientAddr, Tokens, Viewer, role_name};
 use purser_api_core::errors::UserError;
 use purser_api_core::wire::global_id;
 use purser_domain::Email;
 use purser_domain::customer::{CustomerState, Role};
 use purser_event_store::Position;
 
+use super::{Rejection, command_context, settle, trace};
+use crate::accounts::{Accounts, Password};
 use crate::trace::TraceKind;
-
-use super::{Rejection, bus, command_context, require_admin, settle, trace};
-use crate::accounts::{self, Password};
 
 #[derive(InputObject)]
 pub struct CustomerRegisterInput {
@@ -54,49 +54,80 @@ pub struct Account {
     pub email: String,
     pub name: Option<String>,
     pub roles: Vec<String>,
+    /// The owner has proved the address (the emailed link). Until then the account sees only
+    /// what it did itself, and cannot claim guest orders.
+    pub verified: bool,
+    /// A guest checkout's identity (from the post-purchase sign-in), not a registered account.
+    pub guest: bool,
 }
 
 impl Account {
-    fn from_state(s: &CustomerState) -> Account {
+    pub(crate) fn from_state(s: &CustomerState) -> Account {
         Account {
             id: global_id("Customer", &s.customer_id.to_string()),
             email: s.email.as_ref().map(|e| e.to_string()).unwrap_or_default(),
             name: s.name.clone(),
             roles: s.roles.iter().map(|r| role_name(*r).to_owned()).collect(),
+            verified: s.verified,
+            guest: !s.registered,
         }
     }
 }
 
-/// A bearer token and the account it is for.
+/// A session: a short-lived access token, and the refresh token that renews it.
 #[derive(SimpleObject, Default)]
 pub struct AuthPayload {
-    /// Send as `Authorization: Bearer <token>`.
+    /// Send as `Authorization: Bearer <token>`. Short-lived: renew it with
+    /// `customerRefreshSession` before `expiresAt`.
     pub token: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Single use: each refresh answers a new one. Keep it out of reach of scripts.
+    pub refresh_token: Option<String>,
+    pub refresh_token_expires_at: Option<DateTime<Utc>>,
     pub account: Option<Account>,
     pub position: Option<String>,
     pub user_errors: Vec<UserError>,
 }
 
-fn authenticated(
+pub(crate) fn accounts<'a>(ctx: &Context<'a>) -> &'a Accounts {
+    ctx.data_unchecked::<Accounts>()
+}
+
+fn access_token(
     ctx: &Context<'_>,
     state: &CustomerState,
-    position: Option<Position>,
-) -> AuthPayload {
+    session: uuid::Uuid,
+) -> (String, DateTime<Utc>) {
     let tokens = ctx.data_unchecked::<Tokens>();
     let email = state
         .email
         .as_ref()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    let token = tokens.issue(state.customer_id, &email, &state.roles);
-    AuthPayload {
+    let token = tokens.issue(session, state.customer_id, &email, &state.roles);
+    let ttl = chrono::Duration::from_std(tokens.ttl()).unwrap_or_default();
+    (token, Utc::now() + ttl)
+}
+
+/// Opens a session for `state` and answers its tokens.
+async fn signed_in(
+    ctx: &Context<'_>,
+    state: &CustomerState,
+    position: Option<Position>,
+) -> Result<AuthPayload, Rejection> {
+    let a = accounts(ctx);
+    let opened =
+        crate::sessions::open(&a.pool, &a.sessions, state.customer_id, !state.registered).await?;
+    let (token, expires_at) = access_token(ctx, state, opened.session_id);
+    Ok(AuthPayload {
         token: Some(token),
-        expires_at: Some(Utc::now() + chrono::Duration::from_std(tokens.ttl()).unwrap_or_default()),
+        expires_at: Some(expires_at),
+        refresh_token: Some(opened.refresh_token),
+        refresh_token_expires_at: Some(opened.refresh_expires_at),
         account: Some(Account::from_state(state)),
         position: position.map(|p| p.to_string()),
         user_errors: vec![],
-    }
+    })
 }
 
 fn refused(outcome: Rejection) -> async_graphql::Result<AuthPayload> {
@@ -107,11 +138,26 @@ fn refused(outcome: Rejection) -> async_graphql::Result<AuthPayload> {
     })
 }
 
-/// The result of a role change.
+fn answer(outcome: Result<AuthPayload, Rejection>) -> async_graphql::Result<AuthPayload> {
+    outcome.or_else(refused)
+}
+
+/// The outcome of signing out.
 #[derive(SimpleObject, Default)]
-pub struct RolePayload {
-    pub position: Option<String>,
+pub struct LogoutPayload {
     pub user_errors: Vec<UserError>,
+}
+
+fn client(ctx: &Context<'_>) -> Option<std::net::IpAddr> {
+    ctx.data_opt::<ClientAddr>().map(|c| c.0)
+}
+
+fn credentials_refused() -> Rejection {
+    Rejection::user(
+        None,
+        "INVALID_CREDENTIALS",
+        "the email or the password is wrong",
+    )
 }
 
 #[derive(Default)]
@@ -119,54 +165,46 @@ pub struct AccountMutation;
 
 #[Object]
 impl AccountMutation {
-    /// Creates an account (or claims the guest account of an earlier checkout) and signs in.
+    /// Creates an account, emails a link to verify the address, and signs in. Orders a guest
+    /// placed with this address stay invisible until the address is verified and they are
+    /// claimed (`customerClaimGuestOrders`).
     async fn customer_register(
         &self,
         ctx: &Context<'_>,
         input: CustomerRegisterInput,
     ) -> async_graphql::Result<AuthPayload> {
         let cmd_ctx = command_context(ctx);
-        let outcome = async {
-            let email = Email::parse(&input.email)?;
-            let password = Password::parse(input.password)?;
-            Ok(accounts::register(bus(ctx), &cmd_ctx, email, &input.name, password).await?)
-        }
-        .await;
-        match outcome {
-            Ok((state, position)) => Ok(authenticated(ctx, &state, position)),
-            Err(r) => refused(r),
-        }
+        answer(
+            async {
+                let email = Email::parse(&input.email)?;
+                let password = Password::parse(input.password)?;
+                let (state, position) = accounts(ctx)
+                    .register(&cmd_ctx, email, &input.name, password)
+                    .await?;
+                signed_in(ctx, &state, position).await
+            }
+            .await,
+        )
     }
 
-    /// Signs in with email and password.
+    /// Signs in with email and password. Failures are throttled per account and per client
+    /// address (`TOO_MANY_ATTEMPTS`, with the seconds to wait in the message).
     async fn customer_login(
         &self,
         ctx: &Context<'_>,
         input: CustomerLoginInput,
     ) -> async_graphql::Result<AuthPayload> {
         let outcome: Result<CustomerState, Rejection> = async {
-            let email = Email::parse(&input.email).map_err(|_| {
-                Rejection::user(
-                    None,
-                    "INVALID_CREDENTIALS",
-                    "the email or the password is wrong",
-                )
-            })?;
-            let password = Password::parse(input.password).map_err(|_| {
-                Rejection::user(
-                    None,
-                    "INVALID_CREDENTIALS",
-                    "the email or the password is wrong",
-                )
-            })?;
-            Ok(accounts::sign_in(bus(ctx), email, password).await?)
+            let email = Email::parse(&input.email).map_err(|_| credentials_refused())?;
+            let password = Password::parse(input.password).map_err(|_| credentials_refused())?;
+            Ok(accounts(ctx).sign_in(email, password, client(ctx)).await?)
         }
         .await;
         let subject = Some(input.email.trim().to_ascii_lowercase());
         match outcome {
             Ok(state) => {
                 trace::<String>(ctx, TraceKind::Login, Ok(()), subject);
-                Ok(authenticated(ctx, &state, None))
+                answer(signed_in(ctx, &state, None).await)
             }
             Err(r) => {
                 trace(ctx, TraceKind::Login, Err(r.message()), subject);
@@ -175,49 +213,83 @@ impl AccountMutation {
         }
     }
 
-    /// Exchanges the single-use sign-in token from `checkoutStatus` for a session. Works
-    /// once; a second exchange, or one after the ten minutes are up, is refused.
+    /// Exchanges the single-use token from `checkoutStatus` for a session of the guest
+    /// checkout's own identity (never a registered or staff account). Works once, and not
+    /// after ten minutes.
     async fn customer_sign_in_with_token(
         &self,
         ctx: &Context<'_>,
         token: String,
     ) -> async_graphql::Result<AuthPayload> {
         let cmd_ctx = command_context(ctx);
-        let outcome: Result<(CustomerState, Option<Position>), Rejection> = async {
-            let tokens = ctx.data_unchecked::<Tokens>();
-            let (customer_id, token_id, expires_at) = tokens
-                .verify_sign_in(&token)
-                .map_err(|e| Rejection::user(Some("token"), "INVALID_TOKEN", e.to_string()))?;
-            Ok(
-                accounts::redeem_sign_in(bus(ctx), &cmd_ctx, customer_id, token_id, expires_at)
-                    .await?,
-            )
-        }
-        .await;
-        match outcome {
-            Ok((state, position)) => Ok(authenticated(ctx, &state, position)),
-            Err(r) => refused(r),
-        }
+        answer(
+            async {
+                let tokens = ctx.data_unchecked::<Tokens>();
+                let grant = tokens
+                    .verify_sign_in(&token)
+                    .map_err(|e| Rejection::user(Some("token"), "INVALID_TOKEN", e.to_string()))?;
+                let (state, position) = accounts(ctx).redeem_sign_in(&cmd_ctx, grant).await?;
+                signed_in(ctx, &state, position).await
+            }
+            .await,
+        )
     }
 
-    /// Grants a role to an account (admin).
-    async fn customer_grant_role(
+    /// Renews a session: a new access token and a new refresh token (the old one stops
+    /// working; presenting it again ends the session).
+    async fn customer_refresh_session(
         &self,
         ctx: &Context<'_>,
-        email: String,
-        role: RoleName,
-    ) -> async_graphql::Result<RolePayload> {
-        require_admin(ctx)?;
-        let cmd_ctx = command_context(ctx);
-        let outcome = async {
-            let email = Email::parse(&email)?;
-            Ok(accounts::grant_role(bus(ctx), &cmd_ctx, &email, role.into()).await?)
+        refresh_token: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        answer(
+            async {
+                let a = accounts(ctx);
+                let (customer, opened) =
+                    crate::sessions::refresh(&a.pool, &a.sessions, &refresh_token).await?;
+                let (state, _, _) = a
+                    .bus
+                    .load::<purser_domain::customer::Customer>(&customer)
+                    .await?;
+                if state.disabled {
+                    crate::sessions::revoke(&a.pool, opened.session_id, "account disabled").await?;
+                    return Err(Rejection::user(
+                        None,
+                        "ACCOUNT_DISABLED",
+                        "this account is disabled",
+                    ));
+                }
+                let (token, expires_at) = access_token(ctx, &state, opened.session_id);
+                Ok(AuthPayload {
+                    token: Some(token),
+                    expires_at: Some(expires_at),
+                    refresh_token: Some(opened.refresh_token),
+                    refresh_token_expires_at: Some(opened.refresh_expires_at),
+                    account: Some(Account::from_state(&state)),
+                    ..Default::default()
+                })
+            }
+            .await,
+        )
+    }
+
+    /// Ends the caller's session: its access and refresh tokens stop working.
+    async fn customer_logout(&self, ctx: &Context<'_>) -> async_graphql::Result<LogoutPayload> {
+        let viewer = Viewer::from_ctx(ctx);
+        let Some(session) = viewer.session_id else {
+            return Err(purser_api_core::errors::unauthenticated());
+        };
+        let outcome: Result<(), Rejection> = async {
+            crate::sessions::revoke(&accounts(ctx).pool, session, "signed out").await?;
+            if let Some(check) =
+                ctx.data_opt::<std::sync::Arc<purser_api_core::sessions::SessionCheck>>()
+            {
+                check.forget(session);
+            }
+            Ok(())
         }
         .await;
-        let (position, user_errors) = settle(outcome)?;
-        Ok(RolePayload {
-            position: position.map(|p| p.to_string()),
-            user_errors,
-        })
+        let (_, user_errors) = settle(outcome.map(Some))?;
+        Ok(LogoutPayload { user_errors })
     }
 }

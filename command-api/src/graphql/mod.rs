@@ -26,6 +26,8 @@ pub mod carts;
 pub mod catalog;
 pub mod licenses;
 pub mod orders;
+pub mod recovery;
+pub mod staff;
 
 /// Every mutation of the schema.
 #[derive(MergedObject, Default)]
@@ -34,6 +36,8 @@ pub struct MutationRoot(
     carts::CartMutation,
     orders::OrderMutation,
     accounts::AccountMutation,
+    recovery::RecoveryMutation,
+    staff::StaffMutation,
     licenses::LicenseMutation,
 );
 

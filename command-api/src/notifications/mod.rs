@@ -26,6 +26,7 @@
 //! outside any transaction. An open transaction would hold back the event store's visibility
 //! horizon, stalling every subscriber; an expired lease just makes the row claimable again.
 
+pub mod account_mail;
 pub mod smtp;
 pub mod templates;
 
@@ -214,6 +215,7 @@ impl Projection for NotificationQueueProjection {
                 order_id,
                 license_id,
                 at,
+                ..
             } => {
                 // Due as of the moment it was queued: the event's time, not this clock, so a
                 // replay writes the same row.
@@ -226,7 +228,7 @@ impl Projection for NotificationQueueProjection {
                 .bind(notification_id.as_uuid())
                 .bind(kind.as_str())
                 .bind(to.as_str())
-                .bind(order_id.as_uuid())
+                .bind(order_id.map(|o| o.as_uuid()))
                 .bind(license_id.map(|l| l.as_uuid()))
                 .bind(at)
                 .execute(&mut *tx)
@@ -301,6 +303,8 @@ pub struct NotificationWorker {
     batch: i64,
     /// Emails sent concurrently.
     concurrency: usize,
+    /// Signs the links of account emails; without it those emails cannot be written.
+    links: Option<purser_api_core::auth::Tokens>,
 }
 
 impl NotificationWorker {
@@ -322,7 +326,15 @@ impl NotificationWorker {
             lease,
             batch: 32,
             concurrency: 4,
+            links: None,
         })
+    }
+
+    /// Lets the worker write account emails (verification, password reset), whose links it
+    /// signs with `tokens`.
+    pub fn with_links(mut self, tokens: purser_api_core::auth::Tokens) -> NotificationWorker {
+        self.links = Some(tokens);
+        self
     }
 
     /// Runs until `shutdown`. Emails already being sent are finished first; claimed ones not yet
@@ -570,9 +582,15 @@ impl NotificationWorker {
         kind: NotificationKind,
         state: &NotificationState,
     ) -> Result<RenderedEmail, Compose> {
+        if let Some(link) = state.account {
+            return self.compose_account(id, kind, link).await;
+        }
+        let Some(order_id) = state.order_id else {
+            return Err(Compose::Template("an order email without an order".into()));
+        };
         let (order, _, _) = self
             .bus
-            .load::<Order>(&state.order_id)
+            .load::<Order>(&order_id)
             .await
             .map_err(|e| Compose::Postpone(e.into()))?;
         let license = match (kind, state.license_id) {
@@ -599,10 +617,10 @@ impl NotificationWorker {
             NotificationKind::Refunded | NotificationKind::PaymentFailed
         ) {
             let events = self
-                .order_events(&stream_of::<Order>(&state.order_id))
+                .order_events(&stream_of::<Order>(&order_id))
                 .await
                 .map_err(Compose::Postpone)?;
-            refund = refund_for(id, state.order_id, &events);
+            refund = refund_for(id, order_id, &events);
             payment_failure_message = events.iter().rev().find_map(|e| match e {
                 OrderEvent::OrderPaymentFailed { message, .. } => Some(message.clone()),
                 _ => None,
@@ -618,6 +636,32 @@ impl NotificationWorker {
             download_base_url: &self.config.download_base_url,
         })
         .map_err(|e| Compose::Template(e.to_string()))
+    }
+
+    async fn compose_account(
+        &self,
+        id: NotificationId,
+        kind: NotificationKind,
+        link: purser_domain::notification::AccountLink,
+    ) -> Result<RenderedEmail, Compose> {
+        let Some(tokens) = &self.links else {
+            return Err(Compose::Template(
+                "this process cannot sign account links".into(),
+            ));
+        };
+        let (customer, _, _) = self
+            .bus
+            .load::<purser_domain::customer::Customer>(&link.customer_id)
+            .await
+            .map_err(|e| Compose::Postpone(e.into()))?;
+        let mail = account_mail::AccountMail {
+            notification_id: id,
+            kind,
+            link,
+            name: customer.name.as_deref(),
+            base_url: &self.config.download_base_url,
+        };
+        account_mail::render(&mail, tokens).map_err(|e| Compose::Template(e.to_string()))
     }
 
     /// The order's events, for details its state folds away (each refund's amount and reason,

@@ -47,7 +47,7 @@ pub struct TemplateError {
 
 /// One piece of an email's content; both renderings are made from a list of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Block {
+pub(super) enum Block {
     Paragraph(String),
     /// `label: value`.
     Field(&'static str, String),
@@ -59,7 +59,7 @@ enum Block {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct LineRow {
+pub(super) struct LineRow {
     name: String,
     sku: String,
     qty: u32,
@@ -236,6 +236,10 @@ pub fn render(input: &TemplateInput<'_>) -> Result<RenderedEmail, TemplateError>
             }));
             format!("Order {order_ref} was cancelled")
         }
+        // Account emails are written by `account_mail`, from the account, not an order.
+        NotificationKind::VerifyEmail | NotificationKind::PasswordReset => {
+            return Err(missing("an account link (this is an account email)"));
+        }
     };
     blocks.push(Block::Paragraph("Thank you for shopping with us.".into()));
     Ok(RenderedEmail {
@@ -303,7 +307,7 @@ fn long_date(at: DateTime<Utc>) -> String {
     at.format("%A %-d %B %Y").to_string()
 }
 
-fn to_text(blocks: &[Block], id: NotificationId) -> String {
+pub(super) fn to_text(blocks: &[Block], id: NotificationId) -> String {
     let mut out = String::new();
     for block in blocks {
         match block {
@@ -344,7 +348,7 @@ fn esc(s: &str) -> String {
     out
 }
 
-fn to_html(blocks: &[Block], id: NotificationId) -> String {
+pub(super) fn to_html(blocks: &[Block], id: NotificationId) -> String {
     let mut out = String::from(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"></head>\n\
          <body style=\"font-family: sans-serif; line-height: 1.4\">\n",

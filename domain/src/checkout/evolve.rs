@@ -267,6 +267,8 @@ fn record_order(state: &mut CheckoutState, event: &OrderEvent) {
         OrderEvent::OrderPlaced { .. }
         | OrderEvent::OrderPaymentStarted { .. }
         | OrderEvent::OrderProcessingStarted { .. }
-        | OrderEvent::OrderDelivered { .. } => {}
+        | OrderEvent::OrderDelivered { .. }
+        // Who owns the order afterwards changes nothing the checkout still has to do.
+        | OrderEvent::OrderClaimed { .. } => {}
     }
 }

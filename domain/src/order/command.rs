@@ -79,4 +79,12 @@ pub enum OrderCommand {
         refund_reference: String,
         now: DateTime<Utc>,
     },
+    /// Moves a guest checkout's order to the account of someone who proved they own the
+    /// address it was placed with. The caller checks the proof; the order checks that it is a
+    /// guest's order and that the addresses match.
+    Claim {
+        customer_id: CustomerId,
+        email: Email,
+        now: DateTime<Utc>,
+    },
 }

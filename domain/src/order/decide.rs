@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
-use crate::{LicenseId, Money, PaymentId, Sku, ValueError, bounded_text};
+use crate::{CustomerId, LicenseId, Money, PaymentId, Sku, ValueError, bounded_text};
 
 use super::OrderEvent::*;
 use super::OrderStatus as S;
@@ -111,6 +111,16 @@ fn decide_existing(state: &OrderState, status: OrderStatus, command: OrderComman
         C::Cancel { reason, by, now } => cancel(state, status, reason, by, now),
         C::Refund { amount, reason, refund_reference, now } => {
             refund(state, status, amount, reason, refund_reference, now)
+        }
+        C::Claim { customer_id, email, now } => {
+            if state.customer_id == customer_id {
+                return Ok(vec![]);
+            }
+            let guest = CustomerId::guest_of(order_id);
+            if state.customer_id != guest || state.email.as_ref() != Some(&email) {
+                return Err(OrderError::NotClaimable);
+            }
+            Ok(vec![OrderClaimed { order_id, customer_id, guest_customer_id: guest, at: now }])
         }
     }
 }

@@ -34,6 +34,8 @@ pub enum OrderError {
     NotPaid,
     #[error("only {refundable} can still be refunded")]
     RefundExceedsCaptured { refundable: Money },
+    #[error("only a guest checkout's order can be claimed, by the address it was placed with")]
+    NotClaimable,
     #[error(transparent)]
     Invalid(#[from] ValueError),
 }
@@ -55,6 +57,7 @@ impl DomainError for OrderError {
             Self::PaymentMismatch => "PAYMENT_MISMATCH",
             Self::NotPaid => "NOT_PAID",
             Self::RefundExceedsCaptured { .. } => "REFUND_EXCEEDS_CAPTURED",
+            Self::NotClaimable => "ORDER_NOT_CLAIMABLE",
             Self::Invalid(_) => "INVALID_INPUT",
         }
     }

@@ -93,6 +93,13 @@ pub enum OrderEvent {
         refund_reference: String,
         at: DateTime<Utc>,
     },
+    /// A verified account took over a guest checkout's order.
+    OrderClaimed {
+        order_id: OrderId,
+        customer_id: CustomerId,
+        guest_customer_id: CustomerId,
+        at: DateTime<Utc>,
+    },
 }
 
 impl OrderEvent {
@@ -111,7 +118,8 @@ impl OrderEvent {
             | OrderEvent::OrderShipped { order_id, .. }
             | OrderEvent::OrderDelivered { order_id, .. }
             | OrderEvent::OrderCancelled { order_id, .. }
-            | OrderEvent::OrderRefunded { order_id, .. } => *order_id,
+            | OrderEvent::OrderRefunded { order_id, .. }
+            | OrderEvent::OrderClaimed { order_id, .. } => *order_id,
         }
     }
 
@@ -130,7 +138,8 @@ impl OrderEvent {
             | OrderEvent::OrderShipped { at, .. }
             | OrderEvent::OrderDelivered { at, .. }
             | OrderEvent::OrderCancelled { at, .. }
-            | OrderEvent::OrderRefunded { at, .. } => *at,
+            | OrderEvent::OrderRefunded { at, .. }
+            | OrderEvent::OrderClaimed { at, .. } => *at,
         }
     }
 }
@@ -150,5 +159,6 @@ impl Event for OrderEvent {
         OrderDelivered,
         OrderCancelled,
         OrderRefunded,
+        OrderClaimed,
     );
 }

@@ -149,6 +149,7 @@ pub(super) fn evolve(mut state: OrderState, event: &OrderEvent) -> OrderState {
             state.refunded_amount = Some(Money::new(before + amount.minor, amount.currency));
             state.refund_references.insert(refund_reference.clone());
         }
+        OrderClaimed { customer_id, .. } => state.customer_id = *customer_id,
     }
     state
 }

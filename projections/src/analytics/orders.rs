@@ -195,9 +195,12 @@ impl OrderUpdate {
         }
         self.updated_at = at;
         match e {
+            // A claimed guest order keeps the guest identity in the facts: analytics count
+            // what happened at checkout, and a claim is not a sale.
             OrderEvent::OrderPlaced { .. }
             | OrderEvent::OrderLicenseAttached { .. }
-            | OrderEvent::OrderProcessingStarted { .. } => {}
+            | OrderEvent::OrderProcessingStarted { .. }
+            | OrderEvent::OrderClaimed { .. } => {}
             OrderEvent::OrderPaymentStarted { .. } => {
                 self.payment_started_at.get_or_insert(at);
             }

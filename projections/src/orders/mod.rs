@@ -64,6 +64,7 @@ pub(crate) fn status_change(e: &OrderEvent) -> StatusChange {
         OrderEvent::OrderDelivered { .. } => To(S::Delivered),
         OrderEvent::OrderCancelled { .. } => To(S::Cancelled),
         OrderEvent::OrderRefunded { .. } => To(S::Refunded),
+        OrderEvent::OrderClaimed { .. } => Keep,
     }
 }
 
@@ -138,7 +139,24 @@ impl Projection for OrdersProjection {
                 .add(event.event_type.as_str(), subject)
                 .map_err(|err| crate::failed_at(Self::NAME, event, err))?;
         }
-        batch.write(tx).await.map_err(located)
+        batch.write(tx).await.map_err(located)?;
+        // Claims are rare; each moves its row after the batch (which may have placed it).
+        for (_, subject) in &decoded {
+            if let Subject::Order(OrderEvent::OrderClaimed {
+                order_id,
+                customer_id,
+                ..
+            }) = subject
+            {
+                sqlx::query("update sales.orders set customer_id = $2 where order_id = $1")
+                    .bind(order_id.as_uuid())
+                    .bind(customer_id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|err| located(err.into()))?;
+            }
+        }
+        Ok(())
     }
 }
 

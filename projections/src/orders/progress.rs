@@ -165,6 +165,9 @@ impl Progress {
                 self.cancelled_at = Some(at);
                 json!({ "reason": reason, "by": cancelled_by(*by), "was_paid": was_paid })
             }
+            OrderEvent::OrderClaimed { customer_id, .. } => {
+                json!({ "customer_id": customer_id })
+            }
             OrderEvent::OrderRefunded {
                 amount,
                 reason,

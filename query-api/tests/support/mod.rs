@@ -67,6 +67,7 @@ pub fn customer(email: &str) -> Viewer {
         )),
         email: Some(email.to_owned()),
         roles: [Role::Customer].into(),
+        session_id: None,
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use anyhow::anyhow;
 use chrono::{DateTime, Duration, Utc};
 use purser_command_api::CommandBus;
-use purser_command_api::accounts::{Password, hash_password};
+use purser_command_api::accounts::{Accounts, Password, passwords};
 use purser_domain::customer::{Customer, CustomerCommand};
 use purser_domain::events::AnyEvent;
 use purser_domain::{CustomerId, Email};
@@ -43,12 +43,16 @@ pub(super) fn customer_name(i: usize) -> String {
 /// over the history; the rest appear as guests when they first buy software. Returns the
 /// numbers of those who signed up.
 pub(super) async fn register_customers(
-    bus: &CommandBus,
+    accounts: &Accounts,
     opts: HistoryOptions,
     start: DateTime<Utc>,
     sink: &mut Vec<AnyEvent>,
 ) -> anyhow::Result<BTreeSet<usize>> {
-    let hash = hash_password(Password::parse("demo-customer".into()).map_err(|e| anyhow!("{e}"))?)
+    let bus: &CommandBus = &accounts.bus;
+    let password = Password::parse("demo-customer".into()).map_err(|e| anyhow!("{e}"))?;
+    let hash = accounts
+        .hasher
+        .hash(password)
         .await
         .map_err(|e| anyhow!("{e}"))?;
     let mut registered = BTreeSet::new();
@@ -56,13 +60,24 @@ pub(super) async fn register_customers(
         if i % 7 == 0 {
             let email = customer_email(i);
             let at = start + Duration::minutes((i as i64 * 97) % (opts.days * 24 * 60).max(1));
+            let id = CustomerId::for_email(&email);
+            let verification_id = purser_domain::derive_id(&["seed-verification", email.as_str()]);
             let cmd = CustomerCommand::Register {
                 email: email.clone(),
                 name: customer_name(i),
-                password_hash: hash.clone(),
+                verification_id,
                 now: at,
             };
-            run::<Customer>(bus, &CustomerId::for_email(&email), cmd, sink).await?;
+            run::<Customer>(bus, &id, cmd, sink).await?;
+            // Demo customers have proved their addresses (no verification emails go out).
+            let verify = CustomerCommand::VerifyEmail {
+                verification_id,
+                now: at,
+            };
+            run::<Customer>(bus, &id, verify, sink).await?;
+            passwords::store_hash(&accounts.pool, id, &hash)
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
             registered.insert(i);
         }
     }

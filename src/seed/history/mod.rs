@@ -139,7 +139,8 @@ async fn write_history(
     let cat = catalog(catalog_size);
     let mut sink = Vec::new();
     stock_up(bus, &cat, start, &mut sink).await?;
-    let registered = customers::register_customers(bus, opts, start, &mut sink).await?;
+    let registered =
+        customers::register_customers(&services.accounts, opts, start, &mut sink).await?;
 
     let cat = &cat;
     let registered = &registered;

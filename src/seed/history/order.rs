@@ -87,7 +87,11 @@ pub(super) async fn seed_order(
         i,
         t: plan.at,
         order_id: OrderId::derived(&["seed-order", &i.to_string()]),
-        customer_id: CustomerId::for_email(&email),
+        customer_id: if buyer.registered {
+            CustomerId::for_email(&email)
+        } else {
+            CustomerId::guest_of(OrderId::derived(&["seed-order", &i.to_string()]))
+        },
         events: Vec::new(),
     };
     let cart_id = CartId::derived(&["seed-cart", &i.to_string()]);
@@ -243,13 +247,13 @@ impl OrderWriter<'_> {
         };
         self.order(place).await?;
         if plan.lines.iter().any(|l| l.terms.is_some()) {
+            let customer_id = self.customer_id;
             let provision = CustomerCommand::ProvisionAccount {
+                customer_id,
                 email,
                 order_id: self.order_id,
-                guest: !buyer.registered,
                 now: self.at(1),
             };
-            let customer_id = self.customer_id;
             self.run::<Customer>(&customer_id, provision).await?;
         }
         Ok(total)
