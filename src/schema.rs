@@ -46,16 +46,27 @@ fn builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
         .limit_complexity(MAX_COMPLEXITY)
 }
 
-pub fn build(
-    read: ReadContext,
-    bus: CommandBus,
-    gateway: Arc<dyn PaymentGateway>,
-    tokens: Tokens,
-    accounts: purser_command_api::accounts::Accounts,
-    sessions: Arc<purser_api_core::sessions::SessionCheck>,
-    trace: Option<purser_command_api::trace::TraceLog>,
-    read_only: bool,
-) -> PurserSchema {
+/// What the resolvers find in the schema's data.
+pub struct Parts {
+    pub read: ReadContext,
+    pub bus: CommandBus,
+    pub gateway: Arc<dyn PaymentGateway>,
+    pub tokens: Tokens,
+    pub accounts: purser_command_api::accounts::Accounts,
+    pub sessions: Arc<purser_api_core::sessions::SessionCheck>,
+    pub trace: Option<purser_command_api::trace::TraceLog>,
+}
+
+pub fn build(parts: Parts, read_only: bool) -> PurserSchema {
+    let Parts {
+        read,
+        bus,
+        gateway,
+        tokens,
+        accounts,
+        sessions,
+        trace,
+    } = parts;
     let feed = OrderFeed::new(bus.store().clone());
     let mut builder =
         with_loaders(builder(), &read.pool).extension(crate::observability::GraphqlMetrics {

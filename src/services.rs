@@ -163,16 +163,16 @@ impl Services {
             self.config.consistency_timeout,
             self.config.budgets.max_waiters,
         );
-        schema::build(
+        let parts = schema::Parts {
             read,
-            self.bus.clone(),
-            self.gateway.clone(),
-            self.tokens.clone(),
-            self.accounts.clone(),
-            self.sessions.clone(),
-            self.trace.clone(),
-            read_only,
-        )
+            bus: self.bus.clone(),
+            gateway: self.gateway.clone(),
+            tokens: self.tokens.clone(),
+            accounts: self.accounts.clone(),
+            sessions: self.sessions.clone(),
+            trace: self.trace.clone(),
+        };
+        schema::build(parts, read_only)
     }
 
     /// The license signer: `PURSER_LICENSE_SIGNING_KEY`, else the key file, which is created

@@ -483,3 +483,76 @@ async fn history_and_exports_never_show_a_password_hash() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_orders_from_before_guest_identities_stay_hidden_until_the_address_is_proved() {
+    use purser_domain::order::{OrderEvent, OrderLine};
+    use purser_domain::{Currency, CustomerId, Email, Event, Money, OrderId, Quantity, Sku};
+    let (mut app, smtp) = app_with_mail().await;
+    // A guest order written by an older version: it sits on the address's account id.
+    let email = Email::parse("fay@example.com").unwrap();
+    let order_id = OrderId::new();
+    let price = Money::new(1_000, Currency::USD);
+    let line = OrderLine::new(
+        Sku::parse("OLD-1").unwrap(),
+        "Old",
+        Quantity::new(1).unwrap(),
+        price,
+        None,
+    )
+    .unwrap();
+    let placed = OrderEvent::OrderPlaced {
+        order_id,
+        customer_id: CustomerId::for_email(&email),
+        email: email.clone(),
+        lines: vec![line],
+        total: price,
+        cart_id: None,
+        payment_method: purser_domain::payment::PaymentMethod::parse(CARD_OK).unwrap(),
+        shipping_address: None,
+        at: chrono::Utc::now() - chrono::Duration::days(30),
+    };
+    let (event_type, schema_version, data) = placed.encode();
+    let stream = purser_event_store::StreamName::new(format!("order-{order_id}")).unwrap();
+    let event = purser_event_store::NewEvent {
+        id: uuid::Uuid::new_v4(),
+        event_type: event_type.into(),
+        schema_version,
+        data,
+        metadata: Default::default(),
+    };
+    let store = &app.services().store;
+    store
+        .append(
+            &stream,
+            purser_event_store::ExpectedVersion::NoStream,
+            vec![event],
+        )
+        .await
+        .unwrap();
+
+    let session = register(&app, "fay@example.com").await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.settle().await;
+    let mine = "{ me { orders(first: 5) { edges { node { id } } } } }";
+    let r = app.graphql_as(&session, mine, json!({})).await;
+    assert_eq!(r["data"]["me"]["orders"]["edges"], json!([]), "{r}");
+    let id = purser_api_core::wire::global_id("Order", &order_id.to_string());
+    let one = "query($o: ID!) { order(id: $o) { id } }";
+    let r = app.graphql_as(&session, one, json!({ "o": id })).await;
+    assert!(r["data"]["order"].is_null(), "{r}");
+
+    let mail = mail_to(&smtp, "fay@example.com", "Confirm your email address").await;
+    let verify = "mutation($t: String!) { customerVerifyEmail(token: $t) { userErrors { code } } }";
+    app.graphql(verify, json!({ "t": link_token(&mail) })).await;
+    app.settle().await;
+    let r = app.graphql_as(&session, mine, json!({})).await;
+    assert_eq!(
+        r["data"]["me"]["orders"]["edges"][0]["node"]["id"],
+        json!(id),
+        "{r}"
+    );
+    app.stop().await;
+}

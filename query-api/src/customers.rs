@@ -217,14 +217,19 @@ impl Me {
     ) -> async_graphql::Result<Vec<License>> {
         let read = ReadContext::from_ctx(ctx);
         let limit = page_size(first, 100, 100)?;
+        let since = crate::orders::unverified_since(&read.pool, self.customer_id)
+            .await
+            .map_err(db_error)?;
         let rows = sqlx::query_as::<_, LicenseRow>(
             "select license_id, customer_id, sku, order_id, seats, license_key, expires_at,
                     status, issued_at, attached_at, revoked_at
              from sales.customer_licenses where customer_id = $1
+               and ($3::timestamptz is null or issued_at >= $3)
              order by issued_at desc, license_id desc limit $2",
         )
         .bind(self.customer_id)
         .bind(limit)
+        .bind(since)
         .fetch_all(&read.pool)
         .await
         .map_err(db_error)?;
