@@ -29,7 +29,12 @@ create table purser.sessions (
     revoked_at           timestamptz,
     revoked_reason       text,
     -- A session from the post-purchase sign-in of a guest checkout.
-    guest                boolean     not null default false
+    guest                boolean     not null default false,
+    -- The log position of the account's latest event when the session was opened or refreshed:
+    -- until the customers read model has reached it, the token's roles (read from the account
+    -- itself) stand in for the read model's, which may not show a role granted just before.
+    account_commit       bigint,
+    account_prepare      bigint
 );
 
 create index sessions_customer on purser.sessions (customer_id) where revoked_at is null;

@@ -371,6 +371,19 @@ async fn sign_out_refresh_and_revocation_end_access() {
         r["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
         "{r}"
     );
+    // Disabling an account ends its sessions and refuses sign-in.
+    let gus = app.token_for("gus@example.com", &[]).await;
+    let disable = "mutation { customerDisable(email: \"gus@example.com\", reason: \"chargebacks\") { userErrors { code } } }";
+    let r = app.graphql_as(&admin, disable, json!({})).await;
+    assert_eq!(r["data"]["customerDisable"]["userErrors"], json!([]), "{r}");
+    let r = app
+        .graphql_as(&gus, "{ me { customer { email } } }", json!({}))
+        .await;
+    assert_eq!(
+        r["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{r}"
+    );
+    assert!(login(&app, "gus@example.com", PASSWORD).await["token"].is_null());
     // Operational status is for admins.
     let r = app
         .graphql("{ projections { name owner } }", json!({}))
@@ -555,4 +568,38 @@ async fn guest_orders_from_before_guest_identities_stay_hidden_until_the_address
         "{r}"
     );
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_sessions_and_stale_throttle_rows_are_pruned() {
+    let db = purser_testkit::TestDb::new().await;
+    let pool = db.pool().await;
+    for (ended, expires) in [
+        ("now() - interval '2 days'", "now() + interval '1 day'"),
+        ("null", "now() + interval '1 day'"),
+        ("null", "now() - interval '3 days'"),
+    ] {
+        sqlx::query(&format!(
+            "insert into purser.sessions (id, customer_id, refresh_hash, expires_at, revoked_at)
+             values (gen_random_uuid(), gen_random_uuid(), '\\x00', {expires}, {ended})"
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "insert into purser.sign_in_throttle (key, failures, window_start, updated_at)
+         values ('client:10.0.0.1', 3, now(), now() - interval '2 days'), ('client:10.0.0.2', 3, now(), now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(purser_command_api::sessions::prune(&pool).await.unwrap(), 3);
+    let left: (i64, i64) = sqlx::query_as(
+        "select (select count(*) from purser.sessions), (select count(*) from purser.sign_in_throttle)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(left, (1, 1), "the live session and the fresh count stay");
 }

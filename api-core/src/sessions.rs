@@ -108,11 +108,18 @@ impl SessionCheck {
     }
 
     async fn load(&self, session: Uuid) -> Result<Standing, sqlx::Error> {
+        // The read model's roles count once it has caught up with the account as the session
+        // saw it; before that (a role granted a moment ago) the token's roles stand.
         let row: Option<(bool, Option<Vec<String>>, Option<bool>)> = sqlx::query_as(
             "select s.revoked_at is null and s.expires_at > now(),
-                    c.roles, c.disabled_at is not null
+                    case when s.account_commit is null
+                           or (cp.commit_position, cp.prepare_position)
+                              >= (s.account_commit, s.account_prepare)
+                         then c.roles end,
+                    c.disabled_at is not null
              from purser.sessions s
              left join sales.customers c on c.customer_id = s.customer_id
+             left join purser.projection_checkpoints cp on cp.name = 'customers'
              where s.id = $1",
         )
         .bind(session)

@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use purser_domain::CustomerId;
+use purser_event_store::Position;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -61,19 +62,23 @@ pub async fn open(
     policy: &SessionPolicy,
     customer_id: CustomerId,
     guest: bool,
+    account_at: Option<Position>,
 ) -> Result<Opened, Failure> {
     let session_id = Uuid::new_v4();
     let (secret, digest) = new_secret();
     let expires_at = expiry(policy);
     sqlx::query(
-        "insert into purser.sessions (id, customer_id, refresh_hash, expires_at, guest)
-         values ($1, $2, $3, $4, $5)",
+        "insert into purser.sessions
+             (id, customer_id, refresh_hash, expires_at, guest, account_commit, account_prepare)
+         values ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(session_id)
     .bind(customer_id.as_uuid())
     .bind(&digest)
     .bind(expires_at)
     .bind(guest)
+    .bind(account_at.map(|p| p.commit as i64))
+    .bind(account_at.map(|p| p.prepare as i64))
     .execute(pool)
     .await
     .map_err(Failure::database)?;
@@ -137,6 +142,24 @@ pub async fn refresh(
     .await
     .map_err(Failure::database)?;
     Err(invalid_refresh())
+}
+
+/// Records where the account stood when a refresh read it (see `open`).
+pub async fn note_account(
+    pool: &PgPool,
+    session_id: Uuid,
+    at: Option<Position>,
+) -> Result<(), Failure> {
+    sqlx::query(
+        "update purser.sessions set account_commit = $2, account_prepare = $3 where id = $1",
+    )
+    .bind(session_id)
+    .bind(at.map(|p| p.commit as i64))
+    .bind(at.map(|p| p.prepare as i64))
+    .execute(pool)
+    .await
+    .map_err(Failure::database)?;
+    Ok(())
 }
 
 pub async fn revoke(pool: &PgPool, session_id: Uuid, reason: &str) -> Result<(), Failure> {

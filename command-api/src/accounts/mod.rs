@@ -170,7 +170,7 @@ impl Accounts {
         email: Email,
         password: Password,
         client: Option<IpAddr>,
-    ) -> Result<CustomerState, Failure> {
+    ) -> Result<(CustomerState, Option<Position>), Failure> {
         let account_key = throttle::account_key(&email);
         let client_key = throttle::client_key(client);
         let keys: Vec<String> = std::iter::once(account_key.clone())
@@ -178,7 +178,7 @@ impl Accounts {
             .collect();
         throttle::check(&self.pool, &keys).await?;
         let id = CustomerId::for_email(&email);
-        let (state, _, _) = self.bus.load::<Customer>(&id).await?;
+        let (state, _, position) = self.bus.load::<Customer>(&id).await?;
         let stored = passwords::stored_hash(&self.pool, id).await?;
         let legacy = stored.is_none() && state.password_hash.is_some();
         let hash = stored.or_else(|| state.password_hash.as_ref().map(|h| h.as_phc().to_owned()));
@@ -191,7 +191,7 @@ impl Accounts {
                     passwords::store_hash(&self.pool, id, &phc).await?;
                 }
             }
-            return Ok(state);
+            return Ok((state, position));
         }
         throttle::fail(
             &self.pool,

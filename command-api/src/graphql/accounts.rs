@@ -116,8 +116,9 @@ async fn signed_in(
     position: Option<Position>,
 ) -> Result<AuthPayload, Rejection> {
     let a = accounts(ctx);
+    let guest = !state.registered;
     let opened =
-        crate::sessions::open(&a.pool, &a.sessions, state.customer_id, !state.registered).await?;
+        crate::sessions::open(&a.pool, &a.sessions, state.customer_id, guest, position).await?;
     let (token, expires_at) = access_token(ctx, state, opened.session_id);
     Ok(AuthPayload {
         token: Some(token),
@@ -194,7 +195,7 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: CustomerLoginInput,
     ) -> async_graphql::Result<AuthPayload> {
-        let outcome: Result<CustomerState, Rejection> = async {
+        let outcome: Result<(CustomerState, Option<Position>), Rejection> = async {
             let email = Email::parse(&input.email).map_err(|_| credentials_refused())?;
             let password = Password::parse(input.password).map_err(|_| credentials_refused())?;
             Ok(accounts(ctx).sign_in(email, password, client(ctx)).await?)
@@ -202,9 +203,9 @@ impl AccountMutation {
         .await;
         let subject = Some(input.email.trim().to_ascii_lowercase());
         match outcome {
-            Ok(state) => {
+            Ok((state, position)) => {
                 trace::<String>(ctx, TraceKind::Login, Ok(()), subject);
-                answer(signed_in(ctx, &state, None).await)
+                answer(signed_in(ctx, &state, position).await)
             }
             Err(r) => {
                 trace(ctx, TraceKind::Login, Err(r.message()), subject);
@@ -247,10 +248,11 @@ impl AccountMutation {
                 let a = accounts(ctx);
                 let (customer, opened) =
                     crate::sessions::refresh(&a.pool, &a.sessions, &refresh_token).await?;
-                let (state, _, _) = a
+                let (state, _, at) = a
                     .bus
                     .load::<purser_domain::customer::Customer>(&customer)
                     .await?;
+                crate::sessions::note_account(&a.pool, opened.session_id, at).await?;
                 if state.disabled {
                     crate::sessions::revoke(&a.pool, opened.session_id, "account disabled").await?;
                     return Err(Rejection::user(
