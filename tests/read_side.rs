@@ -72,7 +72,7 @@ async fn checkouts_land_in_every_read_model_and_each_viewer_sees_their_share() {
     let bob = app.token_for("bob@example.com", &[]).await;
     let analyst = app.token_for("analyst@example.com", &[Role::Analyst]).await;
 
-    // A guest checkout with Ann's email: the order is Ann's.
+    // A guest checkout with Ann's email: it becomes Ann's once she (verified) claims it.
     let cart = shop.cart(&[("LAMP-1", 2), ("BULB-1", 3)]).await;
     let placed = shop.checkout(&cart, "read-side-1", CARD_OK).await;
     assert_eq!(placed["userErrors"], json!([]), "{placed}");
@@ -97,6 +97,15 @@ async fn checkouts_land_in_every_read_model_and_each_viewer_sees_their_share() {
     let declined = shop.order_from(&[("BULB-1", 1)], CARD_DECLINED).await;
     shop.wait_for_status(&order_id, &["CONFIRMED"]).await;
     shop.wait_for_status(&declined, &["CANCELLED"]).await;
+    app.settle().await;
+    let claim = "mutation { customerClaimGuestOrders { claimedOrders userErrors { code } } }";
+    let r = app.graphql_as(&ann, claim, json!({})).await;
+    let claimed = &r["data"]["customerClaimGuestOrders"];
+    assert_eq!(
+        claimed["claimedOrders"].as_array().map(Vec::len),
+        Some(2),
+        "{r}"
+    );
     app.settle().await;
 
     // Ann reads her order with its lines, products (live stock: the declined order's unit is

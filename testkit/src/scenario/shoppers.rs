@@ -3,7 +3,7 @@
 use purser_domain::CartId;
 use purser_domain::Currency;
 use purser_domain::cart::CartEvent;
-use purser_domain::customer::{CustomerEvent, Role};
+use purser_domain::customer::{CustomerEvent, PasswordHash, Role};
 use purser_domain::events::AnyEvent;
 use purser_event_store::Position;
 
@@ -18,7 +18,14 @@ impl Scenario {
                 customer_id: id,
                 email: email(e),
                 name: name.into(),
-                password_hash: None,
+                // As accounts registered before credentials left the log: read models must
+                // never copy the hash.
+                password_hash: Some(
+                    PasswordHash::from_phc(
+                        "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+                    )
+                    .unwrap(),
+                ),
                 at: t(at),
             }
             .into()],
