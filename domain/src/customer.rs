@@ -3,11 +3,12 @@
 //! Because the id comes from the email address, a guest provisioned at checkout and the same
 //! person registering later share one stream: registering claims the guest account.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 
 use crate::{Aggregate, CustomerId, DomainError, Email, Event, OrderId, ValueError, bounded_text};
 
@@ -69,9 +70,17 @@ pub struct CustomerState {
     pub password_hash: Option<PasswordHash>,
     pub roles: BTreeSet<Role>,
     pub provisioned_for_orders: BTreeSet<OrderId>,
-    /// Single-use sign-in tokens already exchanged for a session.
+    /// Single-use sign-in tokens already exchanged for a session and not yet expired, with
+    /// their expiry (None for tokens redeemed before schema v2 recorded it: kept for good).
+    /// An expired token is refused as expired anyway, so remembering it would only grow the
+    /// state with every sign-in.
     #[serde(default)]
-    pub redeemed_sign_in_tokens: BTreeSet<uuid::Uuid>,
+    pub redeemed_sign_in_tokens: BTreeMap<uuid::Uuid, Option<DateTime<Utc>>>,
+    /// The latest expiry among the tokens forgotten. A token that expires no later is refused
+    /// as expired even if the deciding process's clock says otherwise: its redemption may
+    /// have been forgotten.
+    #[serde(default)]
+    pub sign_in_tokens_forgotten_through: Option<DateTime<Utc>>,
 }
 
 impl CustomerState {
@@ -139,9 +148,11 @@ pub enum CustomerEvent {
         role: Role,
         at: DateTime<Utc>,
     },
+    /// Schema v2; v1 did not record `expires_at`.
     SignInTokenRedeemed {
         customer_id: CustomerId,
         token_id: uuid::Uuid,
+        expires_at: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     },
 }
@@ -154,6 +165,28 @@ impl Event for CustomerEvent {
         RoleRevoked,
         SignInTokenRedeemed
     );
+
+    fn schema_version(event_type: &str) -> u16 {
+        match event_type {
+            "SignInTokenRedeemed" => 2,
+            _ => 1,
+        }
+    }
+
+    fn upcast_step(event_type: &str, version: u16, data: Value) -> Result<Value, String> {
+        match (event_type, version) {
+            // v1 -> v2: the token's expiry is recorded so that the state can forget it once
+            // it has passed. A v1 redemption's expiry is unknown, so it stays remembered.
+            ("SignInTokenRedeemed", 1) => {
+                let Value::Object(mut fields) = data else {
+                    return Err("expected a JSON object".into());
+                };
+                fields.insert("expires_at".into(), Value::Null);
+                Ok(Value::Object(fields))
+            }
+            _ => Err(format!("no upcaster from {event_type} v{version}")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -263,13 +296,19 @@ impl Aggregate for Customer {
                 if !state.exists() {
                     return Err(CustomerError::NotFound);
                 }
-                if state.redeemed_sign_in_tokens.contains(&token_id) {
+                if state.redeemed_sign_in_tokens.contains_key(&token_id) {
                     return Err(CustomerError::TokenAlreadyUsed);
                 }
-                if now >= expires_at {
+                let forgotten = state.sign_in_tokens_forgotten_through;
+                if now >= expires_at || forgotten.is_some_and(|through| expires_at <= through) {
                     return Err(CustomerError::TokenExpired);
                 }
-                Ok(vec![SignInTokenRedeemed { customer_id: state.customer_id, token_id, at: now }])
+                Ok(vec![SignInTokenRedeemed {
+                    customer_id: state.customer_id,
+                    token_id,
+                    expires_at: Some(expires_at),
+                    at: now,
+                }])
             }
         }
     }
@@ -298,8 +337,18 @@ impl Aggregate for Customer {
             RoleRevoked { role, .. } => {
                 state.roles.remove(role);
             }
-            SignInTokenRedeemed { token_id, .. } => {
-                state.redeemed_sign_in_tokens.insert(*token_id);
+            SignInTokenRedeemed { token_id, expires_at, at, .. } => {
+                state.redeemed_sign_in_tokens.insert(*token_id, *expires_at);
+                // The stream's own clock decides what has expired, so every fold agrees.
+                let mut through = state.sign_in_tokens_forgotten_through;
+                state.redeemed_sign_in_tokens.retain(|_, expiry| match expiry {
+                    Some(e) if *e <= *at => {
+                        through = through.max(Some(*e));
+                        false
+                    }
+                    _ => true,
+                });
+                state.sign_in_tokens_forgotten_through = through;
             }
         }
         state
@@ -428,13 +477,70 @@ mod tests {
             at: t(0),
         };
         given::<Customer>([provisioned.clone()]).when(redeem(t(11))).then_error("TOKEN_EXPIRED");
-        given::<Customer>([provisioned.clone()]).when(redeem(t(1))).then([SignInTokenRedeemed {
+        let used = SignInTokenRedeemed {
             customer_id: CustomerId::for_email(&ann()),
             token_id,
+            expires_at: Some(t(10)),
             at: t(1),
-        }]);
-        let used =
-            SignInTokenRedeemed { customer_id: CustomerId::for_email(&ann()), token_id, at: t(1) };
+        };
+        given::<Customer>([provisioned.clone()]).when(redeem(t(1))).then([used.clone()]);
         given::<Customer>([provisioned, used]).when(redeem(t(2))).then_error("TOKEN_ALREADY_USED");
+    }
+
+    #[test]
+    fn redeemed_tokens_are_forgotten_once_expired_and_stay_refused() {
+        let provisioned = AccountProvisioned {
+            customer_id: CustomerId::for_email(&ann()),
+            email: ann(),
+            order_id: OrderId::derived(&["o"]),
+            guest: true,
+            at: t(0),
+        };
+        let redeemed = |n: u128, at: i64| SignInTokenRedeemed {
+            customer_id: CustomerId::for_email(&ann()),
+            token_id: uuid::Uuid::from_u128(n),
+            expires_at: Some(t(at + 15)),
+            at: t(at),
+        };
+        // A sign-in every ten minutes for a week: only the unexpired ones are remembered.
+        let mut history = vec![provisioned];
+        history.extend((0..1_008).map(|i| redeemed(i, i as i64 * 10)));
+        let state = given::<Customer>(history.clone()).state().clone();
+        assert_eq!(state.redeemed_sign_in_tokens.len(), 2);
+        // The first token, forgotten, is still refused, even by a process whose clock is slow.
+        let again = CustomerCommand::RedeemSignInToken {
+            token_id: uuid::Uuid::from_u128(0),
+            expires_at: t(15),
+            now: t(5),
+        };
+        given::<Customer>(history).when(again).then_error("TOKEN_EXPIRED");
+    }
+
+    #[test]
+    fn sign_in_token_redeemed_v1_is_upcast_and_kept() {
+        let v1 = serde_json::json!({
+            "customer_id": CustomerId::for_email(&ann()),
+            "token_id": uuid::Uuid::from_u128(9),
+            "at": "2025-03-01T12:00:00Z"
+        });
+        let event = CustomerEvent::decode("SignInTokenRedeemed", 1, v1).unwrap();
+        assert_eq!(
+            event,
+            SignInTokenRedeemed {
+                customer_id: CustomerId::for_email(&ann()),
+                token_id: uuid::Uuid::from_u128(9),
+                expires_at: None,
+                at: t(0),
+            }
+        );
+        assert_eq!(event.encode().1, 2);
+        let later = SignInTokenRedeemed {
+            customer_id: CustomerId::for_email(&ann()),
+            token_id: uuid::Uuid::from_u128(10),
+            expires_at: Some(t(10_000)),
+            at: t(9_000),
+        };
+        let state = Customer::fold(&[event, later]);
+        assert!(state.redeemed_sign_in_tokens.contains_key(&uuid::Uuid::from_u128(9)));
     }
 }
