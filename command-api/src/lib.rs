@@ -22,6 +22,8 @@ pub mod orders;
 pub mod outbox;
 mod polling;
 pub mod process;
+pub mod retention;
+pub mod state_cache;
 pub mod trace;
 pub mod webhooks;
 
