@@ -123,7 +123,7 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             .database_read_url
             .is_some()
             .then(|| services.read_pool.clone()),
-        role.runs_command_side(),
+        role.runs_command_side().then(|| services.bus.clone()),
         Duration::from_secs(5),
         tasks.shutdown.clone(),
     );

@@ -90,6 +90,10 @@ enum Action {
         /// Run only these rows (1 to 8).
         #[arg(long, value_name = "ROW", num_args = 1..)]
         only: Vec<u8>,
+        /// Instead of the rows: a steady mixed load (4 clients browsing, 2 checking out) for
+        /// MINUTES, printing the server's RSS and p99 latencies every minute.
+        #[arg(long, value_name = "MINUTES", conflicts_with_all = ["full", "json", "only"])]
+        soak: Option<u32>,
     },
     /// Manage accounts.
     User {
@@ -260,7 +264,12 @@ async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Action::Bench { full, json, only } => bench(&config, full, json, only).await,
+        Action::Bench {
+            full,
+            json,
+            only,
+            soak,
+        } => bench(&config, full, json, only, soak).await,
         Action::Status => crate::projector_cli::status(config).await,
     }
 }
@@ -272,7 +281,11 @@ async fn bench(
     full: bool,
     json: Option<std::path::PathBuf>,
     only: Vec<u8>,
+    soak: Option<u32>,
 ) -> anyhow::Result<()> {
+    if let Some(minutes) = soak {
+        return purser_bench::soak(config.database_url.expose(), minutes).await;
+    }
     let options = purser_bench::Options::from_cli(config.database_url.expose(), full, json, only);
     purser_bench::run(options).await.map(|_| ())
 }
@@ -283,6 +296,7 @@ async fn bench(
     _: bool,
     _: Option<std::path::PathBuf>,
     _: Vec<u8>,
+    _: Option<u32>,
 ) -> anyhow::Result<()> {
     Err(ExitWith {
         code: 2,

@@ -105,7 +105,7 @@ pub fn router(state: HttpState) -> Router {
         )
         .route("/graphiql", get(graphiql))
         .route("/webhooks/stripe", axum::routing::post(stripe_webhook))
-        .route("/metrics", get(crate::observability::metrics_endpoint))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(
@@ -165,6 +165,13 @@ async fn health() -> Response {
 
 /// Ready when the database answers, every migration this build knows is applied, and the
 /// event store answers; the body also names projections that are failing.
+/// Prometheus metrics. The state cache's figures are read now, so a scrape sees them current
+/// (the sampler also publishes them every few seconds).
+async fn metrics(State(state): State<HttpState>) -> Response {
+    purser_command_api::state_cache::publish(&state.bus.cache_stats());
+    crate::observability::metrics_endpoint().await
+}
+
 async fn ready(State(state): State<HttpState>) -> Response {
     let database = sqlx::query("select 1").execute(&state.pool).await.is_ok();
     let migrations = purser_migrations::applied(&state.pool)

@@ -15,6 +15,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use purser_command_api::bus::CommandBus;
 use purser_command_api::trace::{TraceKind, TraceLog};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -206,12 +207,13 @@ impl Extension for GraphqlMetricsExtension {
     }
 }
 
-/// Samples gauges that live in the database or the pools, every `every`, until `stop`.
-/// `read_pool` is the `DATABASE_READ_URL` pool when it is a separate one.
+/// Samples gauges that live in the database, the pools or the command bus's state cache,
+/// every `every`, until `stop`. `read_pool` is the `DATABASE_READ_URL` pool when it is a
+/// separate one; `bus` is the command side's.
 pub async fn sample_gauges(
     pool: PgPool,
     read_pool: Option<PgPool>,
-    command_side: bool,
+    bus: Option<CommandBus>,
     every: Duration,
     stop: CancellationToken,
 ) {
@@ -220,7 +222,8 @@ pub async fn sample_gauges(
         if let Some(read_pool) = &read_pool {
             sample_pool("read", read_pool);
         }
-        if command_side {
+        if let Some(bus) = &bus {
+            purser_command_api::state_cache::publish(&bus.cache_stats());
             let counts: Result<(i64, i64, i64, i64), sqlx::Error> = sqlx::query_as(
                 "select (select count(*) from purser.outbox),
                         d.pending, d.overdue,

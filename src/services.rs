@@ -111,7 +111,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
         }
     };
     let checkpoints = Checkpoints::new(read_pool.clone());
-    let bus = CommandBus::new(store.clone());
+    let bus = CommandBus::with_cache(store.clone(), config.budgets.state_cache);
     let gateway = purser_command_api::gateway::build(config.payment_gateway.clone(), pool.clone())
         .map_err(|e| anyhow!("{e}"))?;
     let tokens = Tokens::new(config.jwt_secret.expose().as_bytes(), config.token_ttl);

@@ -10,6 +10,7 @@ use purser_command_api::actions::{ActionExecutor, RetryPolicy};
 use purser_command_api::deadlines::{DeadlineProjection, DeadlineWorker};
 use purser_command_api::notifications::{NotificationQueueProjection, NotificationWorker};
 use purser_command_api::outbox::{Dispatcher, DispatcherOptions};
+use purser_command_api::retention;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -106,9 +107,15 @@ pub fn spawn_command_side(services: &Services, tasks: &mut TaskSet) -> anyhow::R
     tasks.spawn(|stop| {
         purser_command_api::sessions::prune_every(pool, Duration::from_secs(600), stop)
     });
-    let (pool, retention) = (services.pool.clone(), config.budgets.trace_retention);
-    tasks.spawn(|stop| {
-        purser_command_api::trace::prune(pool, retention, Duration::from_secs(600), stop)
-    });
+    // Finished rows kept only for operators: deleted after their retention.
+    let pool = services.pool.clone();
+    let rules = vec![
+        (retention::TRACE_EVENTS, config.budgets.trace_retention),
+        (
+            retention::OUTBOX_REJECTIONS,
+            config.budgets.rejection_retention,
+        ),
+    ];
+    tasks.spawn(|stop| retention::run(pool, rules, Duration::from_secs(600), stop));
     Ok(())
 }

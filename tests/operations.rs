@@ -148,6 +148,28 @@ async fn metrics_show_requests_commands_projections_and_business_after_a_checkou
         body.contains("purser_command_duration_seconds_bucket{"),
         "{body}"
     );
+    // The command bus's state cache: its size, its bounds and how well it serves. The
+    // checkout's commands on the inventory and order streams found their states cached.
+    let cache = |name: &str| {
+        sample(&body, name, &["cache=\"aggregate_states\""])
+            .unwrap_or_else(|| panic!("no {name} in\n{body}"))
+    };
+    let limits = app.services().config.budgets.state_cache;
+    assert!(cache("purser_cache_entries") >= 3.0);
+    assert!(cache("purser_cache_bytes") > 0.0);
+    assert!(cache("purser_cache_bytes") <= limits.max_bytes as f64);
+    assert_eq!(
+        cache("purser_cache_capacity_bytes"),
+        limits.max_bytes as f64
+    );
+    assert_eq!(
+        cache("purser_cache_capacity_entries"),
+        limits.max_entries as f64
+    );
+    assert!(cache("purser_cache_hits_total") >= 1.0);
+    assert!(cache("purser_cache_misses_total") >= 1.0);
+    let ratio = cache("purser_cache_hit_ratio");
+    assert!(ratio > 0.0 && ratio < 1.0, "hit ratio {ratio}");
     app.stop().await;
 }
 

@@ -157,6 +157,29 @@ impl Sizes {
     }
 }
 
+/// `purser bench --soak MINUTES`: the steady mixed load of `server/soak.rs` against a
+/// `purser serve` child process (this executable) on a fresh database; prints a line per
+/// minute and the summary.
+pub async fn soak(database_url: &str, minutes: u32) -> anyhow::Result<()> {
+    if minutes == 0 {
+        bail!("--soak takes a number of minutes, at least 1");
+    }
+    let exe =
+        std::env::current_exe().context("cannot find this executable to run as the server")?;
+    let dbs = db::Databases::connect(database_url).await?;
+    let outcome = async {
+        let db = dbs.create("soak").await?;
+        tokio::select! {
+            r = server::soak::run(&db, &exe, minutes, true) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    }
+    .await;
+    dbs.drop_all().await;
+    println!("{}", outcome?);
+    Ok(())
+}
+
 /// Runs the bench, prints the table (and writes the JSON), and returns the rows.
 pub async fn run(opts: Options) -> anyhow::Result<Report> {
     for r in &opts.only {

@@ -5,21 +5,21 @@
 //! from the store, and the bus reloads and decides again, a bounded number of times with
 //! jittered backoff.
 //!
-//! Loading. Aggregate states are cached per stream with the version they reflect. A command
+//! Loading. Aggregate states are cached per stream with the version they reflect
+//! (`state_cache.rs`: bounded in bytes and entries, least recently used out first). A command
 //! first decides on the cached state without reading the stream at all (one round trip fewer
 //! per command); a load reads only the events after the cached version. The cache is an
 //! optimisation only: the append's expected version is what guarantees correctness, so a stale
-//! entry costs one more read, and a refusal or no-op decided on an unread entry is decided
-//! again on the stream as stored before the caller hears of it.
+//! or evicted entry costs one more read, and a refusal or no-op decided on an unread entry is
+//! decided again on the stream as stored before the caller hears of it. Cached states are
+//! shared (`Arc`): deciding reads them in place, and only a command that appends copies one.
 //!
 //! Outages. A store that is briefly unavailable (a KurrentDB leader election, a lost
 //! connection) is waited out for a few seconds. An append that failed that way may have gone
 //! through, so the next attempt decides again on the stream as stored and sends the same event
 //! ids; the store answers with a duplicate when they are there, never with a second copy.
 
-use std::any::Any;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use purser_domain::{Aggregate, CommandName, DomainError, Event};
@@ -29,6 +29,7 @@ use purser_event_store::{
 use rand::Rng;
 
 use crate::context::CommandContext;
+use crate::state_cache::{CacheLimits, CacheStats, StateCache};
 
 /// The stream that holds aggregate `A`'s instance `id`.
 pub fn stream_of<A: Aggregate>(id: &A::Id) -> StreamName {
@@ -66,22 +67,14 @@ pub struct Executed<A: Aggregate> {
     pub position: Option<Position>,
 }
 
-struct Cached {
-    version: u64,
-    position: Position,
-    state: Arc<dyn Any + Send + Sync>,
-}
-
 /// Runs commands against the event store.
 #[derive(Clone)]
 pub struct CommandBus {
     store: Arc<dyn EventStore>,
-    cache: Arc<Mutex<HashMap<String, Cached>>>,
+    cache: Arc<StateCache>,
     locks: Arc<Vec<tokio::sync::Mutex<()>>>,
     max_attempts: usize,
 }
-
-const CACHE_CAPACITY: usize = 50_000;
 
 /// Pauses before trying again while the store is unavailable: about 3.5 s in all, long
 /// enough for a KurrentDB leader election or a Postgres connection to come back; longer
@@ -101,10 +94,16 @@ async fn pause_for_outage(outages: &mut usize, why: &str) {
 const LOCK_STRIPES: usize = 1024;
 
 impl CommandBus {
+    /// A bus with the default state cache.
     pub fn new(store: Arc<dyn EventStore>) -> CommandBus {
+        CommandBus::with_cache(store, CacheLimits::default())
+    }
+
+    /// A bus whose state cache holds at most `limits`.
+    pub fn with_cache(store: Arc<dyn EventStore>, limits: CacheLimits) -> CommandBus {
         CommandBus {
             store,
-            cache: Arc::new(Mutex::new(HashMap::new())),
+            cache: Arc::new(StateCache::new(limits)),
             locks: Arc::new(
                 (0..LOCK_STRIPES)
                     .map(|_| tokio::sync::Mutex::new(()))
@@ -116,6 +115,11 @@ impl CommandBus {
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
+    }
+
+    /// The state cache's size, bounds, hits, misses and evictions.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     fn stripe(&self, stream: &StreamName) -> &tokio::sync::Mutex<()> {
@@ -137,22 +141,37 @@ impl CommandBus {
         A: Aggregate,
         A::State: Send + Sync + 'static,
     {
-        self.load_stream::<A>(&stream_of::<A>(id)).await
+        let (state, version, position) = self.load_stream::<A>(&stream_of::<A>(id)).await?;
+        Ok((Arc::unwrap_or_clone(state), version, position))
     }
 
+    /// The stream's state: the cached one brought up to date with the events after it, or
+    /// the whole stream folded when nothing is cached.
     async fn load_stream<A>(
         &self,
         stream: &StreamName,
-    ) -> Result<(A::State, Option<u64>, Option<Position>), StoreError>
+    ) -> Result<(Arc<A::State>, Option<u64>, Option<Position>), StoreError>
     where
         A: Aggregate,
         A::State: Send + Sync + 'static,
     {
-        let (mut state, mut version, mut position, from) = match self.cached::<A>(stream) {
-            Some((s, v, p)) => (s, Some(v), Some(p), v + 1),
-            None => (A::State::default(), None, None, 0),
+        let (cached, mut version, mut position, from) = match self.cached::<A>(stream, true) {
+            Some((s, v, p)) => (Some(s), Some(v), Some(p), v + 1),
+            None => (None, None, None, 0),
         };
         let events = read_stream_to_end(&*self.store, stream, from).await?;
+        if events.is_empty() {
+            return Ok((cached.unwrap_or_default(), version, position));
+        }
+        // Moving on from the cached state: take it out first, so that (unless a concurrent
+        // `load` holds it) it is moved rather than copied.
+        let mut state = match cached {
+            Some(shared) => {
+                self.forget(stream);
+                Arc::unwrap_or_clone(shared)
+            }
+            None => A::State::default(),
+        };
         for recorded in &events {
             let event = A::Event::decode(
                 &recorded.event_type,
@@ -166,57 +185,41 @@ impl CommandBus {
             version = Some(recorded.version);
             position = Some(recorded.position);
         }
-        if let (Some(v), Some(p)) = (version, position)
-            && !events.is_empty()
-        {
-            self.remember(stream, v, p, &state);
+        let state = Arc::new(state);
+        if let (Some(v), Some(p)) = (version, position) {
+            self.remember(stream, v, p, state.clone());
         }
         Ok((state, version, position))
     }
 
     /// The cached state of a stream, its version and last position, without asking the store.
-    fn cached<A>(&self, stream: &StreamName) -> Option<(A::State, u64, Position)>
+    /// A miss is counted if `count_miss` (a caller that loads after a miss counts it there).
+    fn cached<A>(
+        &self,
+        stream: &StreamName,
+        count_miss: bool,
+    ) -> Option<(Arc<A::State>, u64, Position)>
     where
         A: Aggregate,
         A::State: Send + Sync + 'static,
     {
-        let cache = self.cache.lock().expect("cache lock");
-        cache.get(stream.as_str()).and_then(|c| {
-            c.state
-                .clone()
-                .downcast::<A::State>()
-                .ok()
-                .map(|s| ((*s).clone(), c.version, c.position))
-        })
+        let entry = self.cache.get(stream.as_str(), count_miss)?;
+        let state = entry.state.downcast::<A::State>().ok()?;
+        Some((state, entry.version, entry.position))
     }
 
-    fn remember<S: Clone + Send + Sync + 'static>(
+    fn remember<S: serde::Serialize + Send + Sync + 'static>(
         &self,
         stream: &StreamName,
         version: u64,
         position: Position,
-        state: &S,
+        state: Arc<S>,
     ) {
-        let mut cache = self.cache.lock().expect("cache lock");
-        if cache.len() >= CACHE_CAPACITY {
-            // Crude but bounded: forget everything. Entries are only a shortcut.
-            cache.clear();
-        }
-        cache.insert(
-            stream.as_str().to_owned(),
-            Cached {
-                version,
-                position,
-                state: Arc::new(state.clone()),
-            },
-        );
+        self.cache.put(stream.as_str(), version, position, state);
     }
 
     fn forget(&self, stream: &StreamName) {
-        self.cache
-            .lock()
-            .expect("cache lock")
-            .remove(stream.as_str());
+        self.cache.remove(stream.as_str());
     }
 
     /// Runs `command` against aggregate `A`'s instance `id`.
@@ -323,7 +326,7 @@ impl CommandBus {
             }
             retry = true;
             let unread = if trust_cache {
-                self.cached::<A>(stream)
+                self.cached::<A>(stream, false)
             } else {
                 None
             };
@@ -341,12 +344,16 @@ impl CommandBus {
                 },
             };
             let mut events = Vec::new();
-            let mut next = state.clone();
+            // The state the next command is decided on; None while it is still `state`, so
+            // that commands which append nothing copy nothing.
+            let mut next: Option<A::State> = None;
             let mut refused = None;
             for command in &commands {
-                match A::decide(&next, command.clone()) {
+                match A::decide(next.as_ref().unwrap_or(&state), command.clone()) {
+                    Ok(decided) if decided.is_empty() => {}
                     Ok(decided) => {
-                        next = decided.iter().fold(next, A::evolve);
+                        let base = next.take().unwrap_or_else(|| (*state).clone());
+                        next = Some(decided.iter().fold(base, A::evolve));
                         events.extend(decided);
                     }
                     Err(e) => {
@@ -362,14 +369,14 @@ impl CommandBus {
             if let Some(e) = refused {
                 return Err(CommandError::Domain(e));
             }
-            if events.is_empty() {
+            let Some(next) = next else {
                 return Ok(Executed {
-                    state,
+                    state: Arc::unwrap_or_clone(state),
                     events,
                     version,
                     position,
                 });
-            }
+            };
             let expected = match version {
                 None => ExpectedVersion::NoStream,
                 Some(v) => ExpectedVersion::Exact(v),
@@ -406,16 +413,21 @@ impl CommandBus {
                             .await
                             .map_err(CommandError::Store)?;
                         return Ok(Executed {
-                            state,
+                            state: Arc::unwrap_or_clone(state),
                             events: vec![],
                             version,
                             position,
                         });
                     }
-                    let state = events.iter().fold(state, A::evolve);
-                    self.remember(stream, outcome.last_version, outcome.last_position, &state);
+                    let state = Arc::new(next);
+                    self.remember(
+                        stream,
+                        outcome.last_version,
+                        outcome.last_position,
+                        state.clone(),
+                    );
                     return Ok(Executed {
-                        state,
+                        state: Arc::unwrap_or_clone(state),
                         events,
                         version: Some(outcome.last_version),
                         position: Some(outcome.last_position),

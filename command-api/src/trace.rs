@@ -4,7 +4,8 @@
 //!
 //! Recording never waits on the database: events go into a bounded channel and a background
 //! task writes them in batches. When the channel is full an event is dropped and counted,
-//! because an operator's trace must never slow a customer's request.
+//! because an operator's trace must never slow a customer's request. Rows older than their
+//! retention are deleted by `retention.rs`.
 
 use std::time::Duration;
 
@@ -124,47 +125,6 @@ async fn write(pool: PgPool, mut rx: mpsc::Receiver<TraceEvent>) {
         if let Err(e) = written {
             metrics::counter!("purser_trace_events_dropped_total").increment(kinds.len() as u64);
             tracing::debug!(error = %e, "could not write trace events");
-        }
-    }
-}
-
-/// Deletes trace events older than `retention`, every `every`, until `stop`: in batches of
-/// 10,000 along the `at` index, so pruning never holds a long lock or a long transaction. Any
-/// number of processes may run it side by side.
-pub async fn prune(
-    pool: PgPool,
-    retention: Duration,
-    every: Duration,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let retention_secs = retention.as_secs_f64();
-    loop {
-        loop {
-            let deleted = sqlx::query(
-                "delete from purser.trace_events where id in (
-                     select id from purser.trace_events
-                     where at < now() - make_interval(secs => $1) limit 10000)",
-            )
-            .bind(retention_secs)
-            .execute(&pool)
-            .await;
-            match deleted {
-                Ok(done) => {
-                    metrics::counter!("purser_trace_events_pruned_total")
-                        .increment(done.rows_affected());
-                    if done.rows_affected() < 10_000 {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "could not prune trace events");
-                    break;
-                }
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
         }
     }
 }

@@ -16,7 +16,8 @@ pub trait Aggregate {
     const CATEGORY: &'static str;
     /// What tells one instance from another: a typed id, or the SKU for per-product streams.
     type Id: Display;
-    type State: Default + Clone + Debug;
+    /// Serialisable so that the command bus can weigh a cached state (its JSON size).
+    type State: Default + Clone + Debug + Serialize;
     type Command: Debug + CommandName;
     type Event: Event;
     type Error: DomainError;

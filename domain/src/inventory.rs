@@ -49,13 +49,27 @@ pub enum ReservationOutcome {
     Rejected,
 }
 
+/// A reservation that ended, and from when the state may forget it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinishedReservation {
+    pub outcome: ReservationOutcome,
+    pub forget_after: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InventoryState {
     pub sku: Option<Sku>,
     pub on_hand: u64,
     pub reserved: u64,
     pub active: BTreeMap<ReservationId, ActiveReservation>,
-    pub finished: BTreeMap<ReservationId, ReservationOutcome>,
+    /// Reservations that ended less than `Inventory::FINISHED_KEPT_FOR` after their expiry
+    /// (see there why older ones are not needed).
+    pub finished: BTreeMap<ReservationId, FinishedReservation>,
+    /// The newest event time this stream has seen: the state's only clock, so forgetting is
+    /// a pure function of the history and every process folds the same state.
+    pub clock: Option<DateTime<Utc>>,
+    /// When `finished` is next swept.
+    pub next_sweep: Option<DateTime<Utc>>,
 }
 
 impl InventoryState {
@@ -238,6 +252,45 @@ impl Inventory {
     /// columns and sums of movements never approach a `bigint`'s range.
     pub const MAX_ON_HAND: u64 = 1_000_000_000_000;
 
+    /// How long after a reservation's expiry (or its end, if later) the state still remembers
+    /// how it ended. A hot SKU sees every checkout, so remembering every reservation ever made
+    /// grew the state (and every copy the command bus keeps and clones) without end.
+    ///
+    /// What a forgotten reservation changes: nothing that moves stock. Every command about a
+    /// reservation after its expiry finds nothing to do: `Confirm` is refused (NOT_ACTIVE
+    /// while remembered, NOT_FOUND after), `Release` is a no-op or refused, `Expire` is a
+    /// no-op. A repeated `Reserve` comes only from the outbox row that sent the first one, and
+    /// that row derives the same event ids, which the event store answers as a duplicate
+    /// whatever the state says; the checkout process never asks for one reservation twice.
+    /// An hour is six reservation lifetimes, far beyond any payment retry.
+    pub const FINISHED_KEPT_FOR: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+    /// Records how a reservation ended, then forgets those past `FINISHED_KEPT_FOR`. The
+    /// sweep runs at most once per half period, so it costs O(1) per event on average and
+    /// an entry lives between one and one and a half periods.
+    fn finish(
+        state: &mut InventoryState,
+        id: ReservationId,
+        outcome: ReservationOutcome,
+        expires_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) {
+        let ended = expires_at.map_or(at, |e| e.max(at));
+        let forget_after = ended + Self::FINISHED_KEPT_FOR;
+        state.finished.insert(id, FinishedReservation { outcome, forget_after });
+    }
+
+    /// Moves the state's clock to `at` and sweeps `finished` when a sweep is due.
+    fn tick(state: &mut InventoryState, at: DateTime<Utc>) {
+        let clock = state.clock.map_or(at, |c| c.max(at));
+        state.clock = Some(clock);
+        if state.next_sweep.is_some_and(|due| clock < due) {
+            return;
+        }
+        state.finished.retain(|_, f| f.forget_after > clock);
+        state.next_sweep = Some(clock + Self::FINISHED_KEPT_FOR / 2);
+    }
+
     fn check_limit(state: &InventoryState, delta: i64) -> Result<(), InventoryError> {
         if delta > 0 && state.on_hand.saturating_add(delta.unsigned_abs()) > Self::MAX_ON_HAND {
             return Err(InventoryError::StockLimit);
@@ -264,9 +317,9 @@ impl Inventory {
         if let Some(r) = state.active.get(id) {
             return Ok(Some(r));
         }
-        match state.finished.get(id) {
-            Some(done) if *done == idempotent_outcome => Ok(None),
-            Some(done) => Err(InventoryError::ReservationNotActive(*done)),
+        match state.finished.get(id).map(|f| f.outcome) {
+            Some(done) if done == idempotent_outcome => Ok(None),
+            Some(done) => Err(InventoryError::ReservationNotActive(done)),
             None => Err(InventoryError::ReservationNotFound),
         }
     }
@@ -344,7 +397,8 @@ impl Aggregate for Inventory {
             }
             InventoryCommand::Release { reservation_id, reason, now } => {
                 // Releasing a reservation that was rejected is a no-op: it never held stock.
-                if state.finished.get(&reservation_id) == Some(&ReservationOutcome::Rejected) {
+                let outcome = state.finished.get(&reservation_id).map(|f| f.outcome);
+                if outcome == Some(ReservationOutcome::Rejected) {
                     return Ok(vec![]);
                 }
                 let Some(r) = Self::active(state, &reservation_id, ReservationOutcome::Released)?
@@ -394,25 +448,57 @@ impl Aggregate for Inventory {
                     ActiveReservation { order_id: *order_id, qty: *qty, expires_at: *expires_at };
                 state.active.insert(*reservation_id, r);
             }
-            ReservationRejected { sku, reservation_id, .. } => {
+            ReservationRejected { sku, reservation_id, at, .. } => {
                 state.sku = Some(sku.clone());
-                state.finished.insert(*reservation_id, ReservationOutcome::Rejected);
+                Self::finish(&mut state, *reservation_id, ReservationOutcome::Rejected, None, *at);
             }
-            ReservationConfirmed { reservation_id, qty, .. } => {
-                if state.active.remove(reservation_id).is_some() {
+            ReservationConfirmed { reservation_id, qty, at, .. } => {
+                let ended = state.active.remove(reservation_id);
+                if ended.is_some() {
                     state.reserved -= u64::from(qty.get());
                     state.on_hand -= u64::from(qty.get());
                 }
-                state.finished.insert(*reservation_id, ReservationOutcome::Confirmed);
+                let expiry = ended.map(|r| r.expires_at);
+                Self::finish(
+                    &mut state,
+                    *reservation_id,
+                    ReservationOutcome::Confirmed,
+                    expiry,
+                    *at,
+                );
             }
-            ReservationReleased { reservation_id, qty, .. } => {
-                if state.active.remove(reservation_id).is_some() {
+            ReservationReleased { reservation_id, qty, at, .. } => {
+                let ended = state.active.remove(reservation_id);
+                if ended.is_some() {
                     state.reserved -= u64::from(qty.get());
                 }
-                state.finished.insert(*reservation_id, ReservationOutcome::Released);
+                let expiry = ended.map(|r| r.expires_at);
+                Self::finish(
+                    &mut state,
+                    *reservation_id,
+                    ReservationOutcome::Released,
+                    expiry,
+                    *at,
+                );
             }
         }
+        Self::tick(&mut state, event.at());
         state
+    }
+}
+
+impl InventoryEvent {
+    /// When the event happened.
+    pub fn at(&self) -> DateTime<Utc> {
+        use InventoryEvent::*;
+        match self {
+            StockReceived { at, .. }
+            | StockAdjusted { at, .. }
+            | StockReserved { at, .. }
+            | ReservationRejected { at, .. }
+            | ReservationConfirmed { at, .. }
+            | ReservationReleased { at, .. } => *at,
+        }
     }
 }
 
@@ -638,6 +724,82 @@ mod tests {
         let broken =
             serde_json::json!({ "sku": "LAP-13", "note": "", "at": "2025-03-01T12:00:00Z" });
         assert!(InventoryEvent::decode("StockAdjusted", 1, broken).is_err());
+    }
+
+    #[test]
+    fn finished_reservations_are_forgotten_an_hour_after_expiry() {
+        // Reservation 1 expires at t(10) and is confirmed at t(2): remembered until t(70).
+        let history = [received(5), reserved(1, 3), confirmed(1, 3)];
+        let confirm = |now| InventoryCommand::Confirm { reservation_id: rid(1), now };
+        let release = |now| InventoryCommand::Release {
+            reservation_id: rid(1),
+            reason: ReleaseReason::Cancelled,
+            now,
+        };
+        // Any later event moves the stream's clock; one well inside the hour changes nothing.
+        let later = |m| StockReceived { sku: sku("LAP-13"), qty: qty(1), at: t(m) };
+        let mut recent = history.to_vec();
+        recent.push(later(60));
+        given::<Inventory>(recent.clone()).when(confirm(t(61))).then([]);
+        given::<Inventory>(recent).when(release(t(61))).then_error("RESERVATION_NOT_ACTIVE");
+        // Past the hour (and past the next sweep) it is gone, and nothing about stock moved.
+        let mut old = history.to_vec();
+        old.push(later(70));
+        old.push(later(110));
+        let state = given::<Inventory>(old.clone()).state().clone();
+        assert!(state.finished.is_empty());
+        assert_eq!((state.on_hand, state.reserved), (4, 0));
+        given::<Inventory>(old.clone()).when(confirm(t(111))).then_error("RESERVATION_NOT_FOUND");
+        given::<Inventory>(old.clone()).when(release(t(111))).then_error("RESERVATION_NOT_FOUND");
+        given::<Inventory>(old)
+            .when(InventoryCommand::Expire { reservation_id: rid(1), now: t(111) })
+            .then([]);
+    }
+
+    #[test]
+    fn a_long_history_keeps_only_the_last_hour_and_a_half_of_outcomes() {
+        // A reservation a minute for two days, each confirmed or released: 2,880 outcomes,
+        // of which at most 90 minutes' worth may be remembered at any time.
+        let mut state = Inventory::fold(&[received(1_000_000)]);
+        for m in 0..2_880i64 {
+            let id = ReservationId::derived(&["long", &m.to_string()]);
+            let order_id = OrderId::derived(&["long", &m.to_string()]);
+            state = Inventory::evolve(
+                state,
+                &StockReserved {
+                    sku: sku("LAP-13"),
+                    reservation_id: id,
+                    order_id,
+                    qty: qty(1),
+                    expires_at: t(m + 10),
+                    at: t(m),
+                },
+            );
+            let end = if m % 3 == 0 {
+                ReservationReleased {
+                    sku: sku("LAP-13"),
+                    reservation_id: id,
+                    order_id,
+                    qty: qty(1),
+                    reason: ReleaseReason::PaymentFailed,
+                    at: t(m),
+                }
+            } else {
+                ReservationConfirmed {
+                    sku: sku("LAP-13"),
+                    reservation_id: id,
+                    order_id,
+                    qty: qty(1),
+                    at: t(m),
+                }
+            };
+            state = Inventory::evolve(state, &end);
+            let kept = state.finished.len();
+            assert!(kept <= 101, "{kept} outcomes remembered at minute {m}");
+        }
+        assert!(state.active.is_empty());
+        assert_eq!(state.reserved, 0);
+        assert!(state.finished.len() >= 60);
     }
 
     /// One step of a random inventory history.

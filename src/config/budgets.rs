@@ -1,8 +1,11 @@
 //! What a client may cost: the limits of one GraphQL request, of WebSocket connections, of
-//! requests per client, of read-your-writes waits, and how long shutdown and trace events
-//! last. Every value has a variable; docs/operations.md lists them.
+//! requests per client, of read-your-writes waits, the memory of the command bus's state
+//! cache, and how long shutdown, trace events and refused process-manager commands last.
+//! Every value has a variable; docs/operations.md lists them.
 
 use std::time::Duration;
+
+use purser_command_api::state_cache::CacheLimits;
 
 use super::{ConfigError, number};
 
@@ -81,6 +84,10 @@ pub struct Budgets {
     pub shutdown_timeout: Duration,
     /// How long operational trace events are kept.
     pub trace_retention: Duration,
+    /// The command bus's cache of aggregate states, in bytes and entries.
+    pub state_cache: CacheLimits,
+    /// How long refused process-manager commands (`purser.outbox_rejections`) are kept.
+    pub rejection_retention: Duration,
 }
 
 impl Budgets {
@@ -130,6 +137,16 @@ impl Budgets {
             )?),
             trace_retention: Duration::from_secs(
                 number(get, "PURSER_TRACE_RETENTION_DAYS", 30, 1, 3_650)? * 86_400,
+            ),
+            state_cache: CacheLimits {
+                max_bytes: number(get, "PURSER_STATE_CACHE_MB", 16, 0, 65_536)? as usize
+                    * 1024
+                    * 1024,
+                max_entries: number(get, "PURSER_STATE_CACHE_ENTRIES", 50_000, 0, 10_000_000)?
+                    as usize,
+            },
+            rejection_retention: Duration::from_secs(
+                number(get, "PURSER_REJECTION_RETENTION_DAYS", 30, 1, 3_650)? * 86_400,
             ),
         })
     }

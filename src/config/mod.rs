@@ -321,6 +321,24 @@ mod tests {
     }
 
     #[test]
+    fn the_state_cache_and_retention_are_configurable() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.budgets.state_cache.max_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.budgets.state_cache.max_entries, 50_000);
+        let c = with(&[
+            ("PURSER_STATE_CACHE_MB", "64"),
+            ("PURSER_STATE_CACHE_ENTRIES", "0"),
+            ("PURSER_REJECTION_RETENTION_DAYS", "7"),
+        ])
+        .unwrap();
+        assert_eq!(c.budgets.state_cache.max_bytes, 64 * 1024 * 1024);
+        assert_eq!(c.budgets.state_cache.max_entries, 0);
+        assert_eq!(c.budgets.rejection_retention.as_secs(), 7 * 86_400);
+        let e = with(&[("PURSER_STATE_CACHE_MB", "lots")]).unwrap_err().0;
+        assert!(e.contains("PURSER_STATE_CACHE_MB"), "{e}");
+    }
+
+    #[test]
     fn bad_values_are_one_clear_sentence() {
         let e = with(&[("PURSER_EVENT_STORE", "mongo")]).unwrap_err().0;
         assert!(e.contains("PURSER_EVENT_STORE must be"), "{e}");

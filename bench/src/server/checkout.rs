@@ -164,7 +164,7 @@ impl Step {
     }
 }
 
-const CHECKOUT: &str = "mutation($i: CartCheckoutInput!) { cartCheckout(input: $i) { orderId userErrors { code message } } }";
+pub(super) const CHECKOUT: &str = "mutation($i: CartCheckoutInput!) { cartCheckout(input: $i) { orderId userErrors { code message } } }";
 
 fn order_uuid(global_id: &str) -> anyhow::Result<Uuid> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(global_id)?;

@@ -22,6 +22,7 @@ mod metrics;
 mod process;
 mod queries;
 mod raw_queries;
+pub(crate) mod soak;
 
 use std::path::Path;
 
