@@ -10,6 +10,8 @@ use purser_command_api::actions::{ActionExecutor, RetryPolicy};
 use purser_command_api::deadlines::{DeadlineProjection, DeadlineWorker};
 use purser_command_api::notifications::{NotificationQueueProjection, NotificationWorker};
 use purser_command_api::outbox::{Dispatcher, DispatcherOptions};
+use purser_integrations::webhooks::fanout::WebhookFanout;
+use purser_integrations::webhooks::worker::DeliveryWorker;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -101,6 +103,12 @@ pub fn spawn_command_side(services: &Services, tasks: &mut TaskSet) -> anyhow::R
     )
     .map_err(|e| anyhow!("{e}"))?;
     tasks.spawn(|stop| async move { notifications.run(stop).await });
+    let webhooks = DeliveryWorker::new(
+        services.pool.clone(),
+        config.integrations.webhooks.clone(),
+        services.checkpoints.subscribe_to(WebhookFanout::NAME),
+    );
+    tasks.spawn(|stop| webhooks.run(stop));
     let (pool, retention) = (services.pool.clone(), config.budgets.trace_retention);
     tasks.spawn(|stop| {
         purser_command_api::trace::prune(pool, retention, Duration::from_secs(600), stop)

@@ -49,6 +49,12 @@ impl std::fmt::Debug for AmqpConfig {
 
 pub const DEFAULT_EXCHANGE: &str = "purser.events";
 
+/// Whether `url` is an AMQP URL the client can use (the reason when not; it may quote the URL,
+/// so callers print their own message instead).
+pub fn check_url(url: &str) -> Result<(), String> {
+    url.parse::<lapin::uri::AMQPUri>().map(|_| ())
+}
+
 /// The projection that publishes.
 pub struct AmqpPublisher {
     config: AmqpConfig,
@@ -75,10 +81,10 @@ impl AmqpPublisher {
         }
         let open = link.as_ref().expect("just opened");
         let sent = open.publish_confirmed(events, self.config.timeout).await;
-        if sent.is_err() {
-            if let Some(l) = link.take() {
-                l.close().await;
-            }
+        if sent.is_err()
+            && let Some(l) = link.take()
+        {
+            l.close().await;
         }
         sent.map_err(amqp_error)
     }

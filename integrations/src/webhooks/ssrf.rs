@@ -101,13 +101,11 @@ pub async fn check(raw: &str, allow_private: bool) -> Result<Target, TargetError
     let first = *addrs
         .first()
         .ok_or_else(|| TargetError::Unresolvable(host.clone()))?;
-    if !allow_private {
-        if let Some(bad) = addrs.iter().find(|a| is_internal(a.ip())) {
-            return Err(TargetError::Private {
-                host,
-                addr: bad.ip(),
-            });
-        }
+    if let Some(bad) = addrs.iter().find(|a| !allow_private && is_internal(a.ip())) {
+        return Err(TargetError::Private {
+            host,
+            addr: bad.ip(),
+        });
     }
     Ok(Target {
         url,
