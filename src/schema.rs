@@ -28,6 +28,7 @@ pub struct Query(
     AnalyticsQuery,
     purser_query_api::checkout_status::CheckoutStatusQuery,
     purser_query_api::audit::AuditQuery,
+    purser_command_api::graphql::webhooks::WebhookQuery,
 );
 
 pub type Mutation = MutationRoot;
@@ -52,6 +53,7 @@ pub fn build(
     gateway: Arc<dyn PaymentGateway>,
     tokens: Tokens,
     trace: Option<purser_command_api::trace::TraceLog>,
+    webhooks: purser_command_api::graphql::webhooks::WebhookAdmin,
     read_only: bool,
 ) -> PurserSchema {
     let feed = OrderFeed::new(bus.store().clone());
@@ -72,6 +74,7 @@ pub fn build(
         .data(gateway)
         .data(tokens)
         .data(feed)
+        .data(webhooks)
         .finish()
 }
 

@@ -153,6 +153,10 @@ impl Services {
             self.gateway.clone(),
             self.tokens.clone(),
             self.trace.clone(),
+            purser_command_api::graphql::webhooks::WebhookAdmin {
+                pool: self.pool.clone(),
+                allow_private: self.config.integrations.webhooks.allow_private,
+            },
             read_only,
         )
     }

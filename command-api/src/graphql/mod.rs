@@ -26,6 +26,7 @@ pub mod carts;
 pub mod catalog;
 pub mod licenses;
 pub mod orders;
+pub mod webhooks;
 
 /// Every mutation of the schema.
 #[derive(MergedObject, Default)]
@@ -35,6 +36,7 @@ pub struct MutationRoot(
     orders::OrderMutation,
     accounts::AccountMutation,
     licenses::LicenseMutation,
+    webhooks::WebhookMutation,
 );
 
 impl From<Failure> for Rejection {
