@@ -45,6 +45,8 @@ pub struct HttpState {
     pub limiter: crate::ratelimit::RateLimiter,
     /// Set when the Stripe gateway is configured; the webhook endpoint answers 404 otherwise.
     pub stripe_webhook_secret: Option<String>,
+    /// Origins browsers may call from (`PURSER_CORS_ORIGINS`); empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
 }
 
 /// The viewer a request speaks for: anonymous without an `Authorization` header, the token's
@@ -76,7 +78,8 @@ fn viewer(state: &HttpState, headers: &HeaderMap) -> Result<Viewer, Box<Response
 }
 
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let cors = cors(&state.cors_origins);
+    let router = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route(
@@ -97,7 +100,41 @@ pub fn router(state: HttpState) -> Router {
             crate::observability::http_metrics,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// CORS for the listed origins: preflights answered, GET and POST with the headers a GraphQL
+/// client sends. No credentials mode: the API authenticates with a bearer token in
+/// `Authorization`, never a cookie, so a browser needs no `credentials: 'include'`, and a
+/// page on an unlisted origin gets no CORS headers and cannot read any answer.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::IF_NONE_MATCH,
+                HeaderName::from_static("x-correlation-id"),
+                HeaderName::from_static("traceparent"),
+            ])
+            .expose_headers([header::ETAG, header::CACHE_CONTROL, header::RETRY_AFTER])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// One span per HTTP request. It carries the caller's `x-correlation-id` when that is a UUID
