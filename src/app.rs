@@ -190,6 +190,7 @@ fn http_state(services: &Services, role: Role) -> HttpState {
             purser_command_api::gateway::GatewayConfig::Simulated(_) => None,
         },
         cors_origins: services.config.integrations.cors_origins.clone(),
+        apq: Default::default(),
     }
 }
 

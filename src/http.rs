@@ -47,6 +47,8 @@ pub struct HttpState {
     pub stripe_webhook_secret: Option<String>,
     /// Origins browsers may call from (`PURSER_CORS_ORIGINS`); empty: no CORS headers at all.
     pub cors_origins: Vec<String>,
+    /// Automatic persisted queries, shared by POST and GET.
+    pub apq: crate::admission::persisted::PersistedQueries,
 }
 
 /// The viewer a request speaks for: anonymous without an `Authorization` header, the token's
@@ -298,8 +300,23 @@ async fn execute(
     media: MediaType,
     transport: Transport,
 ) -> Response {
+    // A persisted query becomes its document before admission sees it, and is registered
+    // only once admitted.
+    let persisted = match persisted_hash(&mut request) {
+        Ok(p) => p,
+        Err(e) => return graphql_error(media, e.code(), e.message().into()),
+    };
+    if let Some(hash) = &persisted {
+        match state.apq.resolve(hash, &request.query) {
+            Ok(query) => request.query = query,
+            Err(e) => return graphql_error(media, e.code(), e.message().into()),
+        }
+    }
     if let Err(refusal) = admission::admit(&mut request, transport, &state.limits) {
         return refused(media, transport, &refusal);
+    }
+    if let Some(hash) = &persisted {
+        state.apq.register(hash, &request.query);
     }
     let viewer = match viewer(state, headers) {
         Ok(v) => v,
@@ -334,6 +351,18 @@ async fn execute(
         body.to_string(),
     )
         .into_response()
+}
+
+/// The APQ hash a request names (taking the extension out, so nothing else reads it).
+fn persisted_hash(
+    request: &mut async_graphql::Request,
+) -> Result<Option<String>, crate::admission::persisted::ApqError> {
+    let ext = request
+        .extensions
+        .0
+        .remove("persistedQuery")
+        .map(|v| v.into_json().unwrap_or_default());
+    crate::admission::persisted::requested_hash(ext)
 }
 
 /// A request admission turned away: a 405 for a write sent with GET, otherwise a GraphQL
@@ -465,7 +494,23 @@ async fn graphql_get(State(state): State<HttpState>, request: axum::extract::Req
         Ok(m) => m,
         Err(r) => return *r,
     };
-    let Some(query) = params.get("query") else {
+    let extensions = match params.get("extensions").map(|e| serde_json::from_str(e)) {
+        None => None,
+        Some(Ok(e)) => Some(e),
+        Some(Err(_)) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "`extensions` is not a JSON object",
+            );
+        }
+    };
+    // A persisted query's GET may carry the hash alone.
+    let empty = String::new();
+    let query = params
+        .get("query")
+        .or_else(|| extensions.as_ref().map(|_| &empty));
+    let Some(query) = query else {
         // A browser opening /graphql gets GraphiQL.
         if headers
             .get(header::ACCEPT)
@@ -481,6 +526,9 @@ async fn graphql_get(State(state): State<HttpState>, request: axum::extract::Req
         );
     };
     let mut request = async_graphql::Request::new(query.clone());
+    if let Some(extensions) = extensions {
+        request.extensions = extensions;
+    }
     if let Some(name) = params.get("operationName") {
         request = request.operation_name(name.clone());
     }

@@ -83,3 +83,66 @@ async fn without_configured_origins_there_are_no_cors_headers() {
         r.headers()
     );
 }
+
+/// A GET of `/graphql` with the given query-string parameters, as JSON.
+async fn get(app: &support::TestApp, params: &[(&str, &str)]) -> serde_json::Value {
+    app.http
+        .get(app.url("/graphql"))
+        .query(params)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_automatic_persisted_query_round_trip_works_over_get() {
+    use sha2::{Digest, Sha256};
+    let app = spawn_app().await;
+    let query = "query Apq { __typename }";
+    let hash = hex::encode(Sha256::digest(query.as_bytes()));
+    let ext = serde_json::json!({"persistedQuery": {"version": 1, "sha256Hash": hash}}).to_string();
+
+    // The hash alone: unknown yet.
+    let r = get(&app, &[("extensions", &ext)]).await;
+    assert_eq!(r["errors"][0]["message"], "PersistedQueryNotFound", "{r}");
+    assert_eq!(
+        r["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+    // The document with its hash registers it and runs.
+    let r = get(&app, &[("query", query), ("extensions", &ext)]).await;
+    assert_eq!(r["data"]["__typename"], "Query", "{r}");
+    // Now the hash alone runs it.
+    let r = get(&app, &[("extensions", &ext)]).await;
+    assert_eq!(r["data"]["__typename"], "Query", "{r}");
+    // A document that does not match its hash is refused, and nothing is registered for it.
+    let r = get(
+        &app,
+        &[
+            ("query", "{ __schema { queryType { name } } }"),
+            ("extensions", &ext),
+        ],
+    )
+    .await;
+    assert_eq!(
+        r["errors"][0]["extensions"]["code"], "BAD_PERSISTED_QUERY",
+        "{r}"
+    );
+    // A persisted mutation still cannot go as a GET: admission sees the document.
+    let mutation = "mutation { cartCreate { userErrors { code } } }";
+    let mhash = hex::encode(Sha256::digest(mutation.as_bytes()));
+    let mext =
+        serde_json::json!({"persistedQuery": {"version": 1, "sha256Hash": mhash}}).to_string();
+    let status = app
+        .http
+        .get(app.url("/graphql"))
+        .query(&[("query", mutation), ("extensions", mext.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 405);
+}
