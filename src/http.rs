@@ -318,6 +318,19 @@ async fn execute(
     if let Some(hash) = &persisted {
         state.apq.register(hash, &request.query);
     }
+    let tag = match transport == Transport::Get
+        && crate::catalog_cache::is_anonymous_catalog_read(headers, &mut request)
+    {
+        true => crate::catalog_cache::etag(&state.pool).await,
+        false => None,
+    };
+    if let Some(tag) = &tag
+        && crate::catalog_cache::not_modified(headers, tag)
+    {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        crate::catalog_cache::public(r.headers_mut(), tag.clone());
+        return r;
+    }
     let viewer = match viewer(state, headers) {
         Ok(v) => v,
         Err(r) => return *r,
@@ -329,6 +342,7 @@ async fn execute(
     let response = state.schema.execute(request).await;
     // A request error (it could not be parsed, validated or started) produced no data and
     // its errors point at no field.
+    let response_ok = response.errors.is_empty();
     let request_error = response.data == async_graphql::Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
@@ -345,12 +359,24 @@ async fn execute(
         MediaType::GraphQlResponseJson => (StatusCode::OK, "application/graphql-response+json"),
         MediaType::Json => (StatusCode::OK, "application/json"),
     };
-    (
+    let mut r = (
         status,
         [(header::CONTENT_TYPE, content_type)],
         body.to_string(),
     )
-        .into_response()
+        .into_response();
+    match tag {
+        // An answer with errors (a timeout, say) is not the catalog as of the tag.
+        Some(tag) if response_ok => crate::catalog_cache::public(r.headers_mut(), tag),
+        _ if transport == Transport::Get => {
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(crate::catalog_cache::PRIVATE),
+            );
+        }
+        _ => {}
+    }
+    r
 }
 
 /// The APQ hash a request names (taking the extension out, so nothing else reads it).

@@ -146,3 +146,65 @@ async fn an_automatic_persisted_query_round_trip_works_over_get() {
         .status();
     assert_eq!(status, 405);
 }
+
+#[tokio::test]
+async fn an_anonymous_catalog_get_revalidates_with_its_etag_until_a_product_changes() {
+    let app = spawn_app().await;
+    let shop = support::shop::Shop::new(&app).await;
+    shop.product("ETAG-1", 500, 3).await;
+    app.settle().await;
+    let query = "{ products(first: 5) { edges { node { sku } } } }";
+    let fetch = |tag: Option<String>, token: Option<String>| {
+        let mut req = app.http.get(app.url("/graphql")).query(&[("query", query)]);
+        if let Some(tag) = tag {
+            req = req.header("If-None-Match", tag);
+        }
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send()
+    };
+    let first = fetch(None, None).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let tag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(
+        first.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .starts_with("public")
+    );
+    assert_eq!(first.headers()["vary"], "Authorization");
+    let body: serde_json::Value = first.json().await.unwrap();
+    assert_eq!(
+        body["data"]["products"]["edges"][0]["node"]["sku"], "ETAG-1",
+        "{body}"
+    );
+
+    let again = fetch(Some(tag.clone()), None).await.unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), tag);
+
+    // A product changes: the same tag now gets the new answer and a new tag.
+    shop.product("ETAG-2", 700, 1).await;
+    app.settle().await;
+    let changed = fetch(Some(tag.clone()), None).await.unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), tag);
+
+    // With credentials, or for anything but the catalog: never cacheable, never a 304.
+    let token = app.admin_token().await;
+    let authed = fetch(Some(tag.clone()), Some(token)).await.unwrap();
+    assert_eq!(authed.status(), 200);
+    assert!(authed.headers().get("etag").is_none());
+    assert_eq!(authed.headers()["cache-control"], "private, no-store");
+    let other = app
+        .http
+        .get(app.url("/graphql"))
+        .query(&[("query", "{ __schema { queryType { name } } }")])
+        .header("If-None-Match", "*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    assert_eq!(other.headers()["cache-control"], "private, no-store");
+}
