@@ -27,12 +27,19 @@ pub enum Role {
     CommandApi,
     Projector,
     QueryApi,
+    /// Publishes integration events to RabbitMQ (and serves health and GraphQL like any role).
+    Publisher,
 }
 
 impl Role {
     /// Runs the read-model projectors.
     pub fn runs_projectors(self) -> bool {
         matches!(self, Role::All | Role::Projector)
+    }
+
+    /// The RabbitMQ publisher, when one is configured.
+    pub fn runs_publisher(self) -> bool {
+        matches!(self, Role::All | Role::Publisher)
     }
 
     /// Process managers, their outbox dispatcher and deadlines.
@@ -103,7 +110,16 @@ pub async fn start(config: Config, role: Role) -> anyhow::Result<Running> {
             )
         })?;
     let addr = listener.local_addr()?;
+    let publisher = services.publisher();
+    if role == Role::Publisher && publisher.is_none() {
+        return Err(anyhow!(
+            "`purser publisher` publishes to RabbitMQ: set PURSER_AMQP_URL (like amqp://user:password@127.0.0.1:5672/%2f)"
+        ));
+    }
     let mut tasks = TaskSet::new(CancellationToken::new());
+    if let Some(publisher) = publisher.filter(|_| role.runs_publisher()) {
+        tasks.spawn(|stop| async move { publisher.run(stop).await });
+    }
     if role.runs_projectors() {
         let projector = services.projector();
         tasks.spawn(|stop| async move { projector.run(stop).await });
@@ -175,6 +191,8 @@ fn http_state(services: &Services, role: Role) -> HttpState {
             }
             purser_command_api::gateway::GatewayConfig::Simulated(_) => None,
         },
+        cors_origins: services.config.integrations.cors_origins.clone(),
+        apq: Default::default(),
     }
 }
 

@@ -39,6 +39,8 @@ enum Action {
     Projector(crate::projector_cli::ProjectorArgs),
     /// Serve GraphQL queries and subscriptions only (mutations are refused with READ_ONLY).
     QueryApi,
+    /// Publish integration events to RabbitMQ (needs PURSER_AMQP_URL); `serve` does this too.
+    Publisher,
     /// Apply database migrations (event store and read models).
     Migrate,
     /// Load demo data through the real command path (safe to run again): a catalog, demo
@@ -175,6 +177,7 @@ async fn dispatch(command: Action, config: Config) -> anyhow::Result<()> {
         Action::Serve => app::serve(config, Role::All).await,
         Action::CommandApi => app::serve(config, Role::CommandApi).await,
         Action::QueryApi => app::serve(config, Role::QueryApi).await,
+        Action::Publisher => app::serve(config, Role::Publisher).await,
         Action::Projector(args) => crate::projector_cli::run(args, config).await,
         Action::Migrate => {
             let pool = sqlx::postgres::PgPoolOptions::new()

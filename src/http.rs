@@ -48,6 +48,10 @@ pub struct HttpState {
     pub limiter: crate::ratelimit::RateLimiter,
     /// Set when the Stripe gateway is configured; the webhook endpoint answers 404 otherwise.
     pub stripe_webhook_secret: Option<String>,
+    /// Origins browsers may call from (`PURSER_CORS_ORIGINS`); empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
+    /// Automatic persisted queries, shared by POST and GET.
+    pub apq: crate::admission::persisted::PersistedQueries,
 }
 
 /// The viewer a request speaks for: anonymous without an `Authorization` header, the token's
@@ -91,7 +95,8 @@ async fn viewer(state: &HttpState, headers: &HeaderMap) -> Result<Viewer, Box<Re
 }
 
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let cors = cors(&state.cors_origins);
+    let router = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route(
@@ -112,7 +117,41 @@ pub fn router(state: HttpState) -> Router {
             crate::observability::http_metrics,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// CORS for the listed origins: preflights answered, GET and POST with the headers a GraphQL
+/// client sends. No credentials mode: the API authenticates with a bearer token in
+/// `Authorization`, never a cookie, so a browser needs no `credentials: 'include'`, and a
+/// page on an unlisted origin gets no CORS headers and cannot read any answer.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::IF_NONE_MATCH,
+                HeaderName::from_static("x-correlation-id"),
+                HeaderName::from_static("traceparent"),
+            ])
+            .expose_headers([header::ETAG, header::CACHE_CONTROL, header::RETRY_AFTER])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// One span per HTTP request. It carries the caller's `x-correlation-id` when that is a UUID
@@ -284,8 +323,36 @@ async fn execute(
     transport: Transport,
     client: Option<ClientAddr>,
 ) -> Response {
+    // A persisted query becomes its document before admission sees it, and is registered
+    // only once admitted.
+    let persisted = match persisted_hash(&mut request) {
+        Ok(p) => p,
+        Err(e) => return graphql_error(media, e.code(), e.message().into()),
+    };
+    if let Some(hash) = &persisted {
+        match state.apq.resolve(hash, &request.query) {
+            Ok(query) => request.query = query,
+            Err(e) => return graphql_error(media, e.code(), e.message().into()),
+        }
+    }
     if let Err(refusal) = admission::admit(&mut request, transport, &state.limits) {
         return refused(media, transport, &refusal);
+    }
+    if let Some(hash) = &persisted {
+        state.apq.register(hash, &request.query);
+    }
+    let tag = match transport == Transport::Get
+        && crate::catalog_cache::is_anonymous_catalog_read(headers, &mut request)
+    {
+        true => crate::catalog_cache::etag(&state.pool).await,
+        false => None,
+    };
+    if let Some(tag) = &tag
+        && crate::catalog_cache::not_modified(headers, tag)
+    {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        crate::catalog_cache::public(r.headers_mut(), tag.clone());
+        return r;
     }
     let viewer = match viewer(state, headers).await {
         Ok(v) => v,
@@ -301,6 +368,7 @@ async fn execute(
     let response = state.schema.execute(request).await;
     // A request error (it could not be parsed, validated or started) produced no data and
     // its errors point at no field.
+    let response_ok = response.errors.is_empty();
     let request_error = response.data == async_graphql::Value::Null
         && !response.errors.is_empty()
         && response.errors.iter().all(|e| e.path.is_empty());
@@ -317,12 +385,36 @@ async fn execute(
         MediaType::GraphQlResponseJson => (StatusCode::OK, "application/graphql-response+json"),
         MediaType::Json => (StatusCode::OK, "application/json"),
     };
-    (
+    let mut r = (
         status,
         [(header::CONTENT_TYPE, content_type)],
         body.to_string(),
     )
-        .into_response()
+        .into_response();
+    match tag {
+        // An answer with errors (a timeout, say) is not the catalog as of the tag.
+        Some(tag) if response_ok => crate::catalog_cache::public(r.headers_mut(), tag),
+        _ if transport == Transport::Get => {
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(crate::catalog_cache::PRIVATE),
+            );
+        }
+        _ => {}
+    }
+    r
+}
+
+/// The APQ hash a request names (taking the extension out, so nothing else reads it).
+fn persisted_hash(
+    request: &mut async_graphql::Request,
+) -> Result<Option<String>, crate::admission::persisted::ApqError> {
+    let ext = request
+        .extensions
+        .0
+        .remove("persistedQuery")
+        .map(|v| v.into_json().unwrap_or_default());
+    crate::admission::persisted::requested_hash(ext)
 }
 
 /// A request admission turned away: a 405 for a write sent with GET, otherwise a GraphQL
@@ -457,7 +549,23 @@ async fn graphql_get(State(state): State<HttpState>, request: axum::extract::Req
         Ok(m) => m,
         Err(r) => return *r,
     };
-    let Some(query) = params.get("query") else {
+    let extensions = match params.get("extensions").map(|e| serde_json::from_str(e)) {
+        None => None,
+        Some(Ok(e)) => Some(e),
+        Some(Err(_)) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "`extensions` is not a JSON object",
+            );
+        }
+    };
+    // A persisted query's GET may carry the hash alone.
+    let empty = String::new();
+    let query = params
+        .get("query")
+        .or_else(|| extensions.as_ref().map(|_| &empty));
+    let Some(query) = query else {
         // A browser opening /graphql gets GraphiQL.
         if headers
             .get(header::ACCEPT)
@@ -473,6 +581,9 @@ async fn graphql_get(State(state): State<HttpState>, request: axum::extract::Req
         );
     };
     let mut request = async_graphql::Request::new(query.clone());
+    if let Some(extensions) = extensions {
+        request.extensions = extensions;
+    }
     if let Some(name) = params.get("operationName") {
         request = request.operation_name(name.clone());
     }

@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod app;
 pub mod audit;
+pub(crate) mod catalog_cache;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -28,6 +28,7 @@ pub struct Query(
     AnalyticsQuery,
     purser_query_api::checkout_status::CheckoutStatusQuery,
     purser_query_api::audit::AuditQuery,
+    purser_command_api::graphql::webhooks::WebhookQuery,
 );
 
 pub type Mutation = MutationRoot;
@@ -55,6 +56,7 @@ pub struct Parts {
     pub accounts: purser_command_api::accounts::Accounts,
     pub sessions: Arc<purser_api_core::sessions::SessionCheck>,
     pub trace: Option<purser_command_api::trace::TraceLog>,
+    pub webhooks: purser_command_api::graphql::webhooks::WebhookAdmin,
 }
 
 pub fn build(parts: Parts, read_only: bool) -> PurserSchema {
@@ -66,6 +68,7 @@ pub fn build(parts: Parts, read_only: bool) -> PurserSchema {
         accounts,
         sessions,
         trace,
+        webhooks,
     } = parts;
     let feed = OrderFeed::new(bus.store().clone());
     let mut builder =
@@ -87,6 +90,7 @@ pub fn build(parts: Parts, read_only: bool) -> PurserSchema {
         .data(accounts)
         .data(sessions)
         .data(feed)
+        .data(webhooks)
         .finish()
 }
 

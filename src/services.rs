@@ -15,6 +15,8 @@ use purser_command_api::notifications::NotificationQueueProjection;
 use purser_command_api::process::CheckoutProcess;
 use purser_domain::checkout::CheckoutConfig;
 use purser_event_store::{EventStore, KurrentEventStore, PgEventStore};
+use purser_integrations::amqp::AmqpPublisher;
+use purser_integrations::webhooks::fanout::WebhookFanout;
 use purser_projections::{Checkpoints, Projection, Projector};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -171,6 +173,10 @@ impl Services {
             accounts: self.accounts.clone(),
             sessions: self.sessions.clone(),
             trace: self.trace.clone(),
+            webhooks: purser_command_api::graphql::webhooks::WebhookAdmin {
+                pool: self.pool.clone(),
+                allow_private: self.config.integrations.webhooks.allow_private,
+            },
         };
         schema::build(parts, read_only)
     }
@@ -194,6 +200,9 @@ impl Services {
             Arc::new(CheckoutProcess { config: checkout }),
             Arc::new(DeadlineProjection { cart_idle }),
             Arc::new(NotificationQueueProjection),
+            Arc::new(WebhookFanout {
+                mapper: self.config.integrations.webhooks.mapper,
+            }),
         ];
         Projector::new(
             self.store.clone(),
@@ -205,6 +214,24 @@ impl Services {
             batch_max: self.config.projector_batch,
             ..Default::default()
         })
+    }
+
+    /// The RabbitMQ publisher, when `PURSER_AMQP_URL` is set: a projector of its own, so a
+    /// broker outage holds up nothing but publishing.
+    pub fn publisher(&self) -> Option<Projector> {
+        let amqp = self.config.integrations.amqp.clone()?;
+        Some(
+            Projector::new(
+                self.store.clone(),
+                self.pool.clone(),
+                vec![Arc::new(AmqpPublisher::new(amqp))],
+                self.checkpoints.clone(),
+            )
+            .with_options(purser_projections::ProjectorOptions {
+                batch_max: self.config.projector_batch,
+                ..Default::default()
+            }),
+        )
     }
 
     pub fn projector(&self) -> Projector {

@@ -11,6 +11,8 @@ use purser_command_api::deadlines::{DeadlineProjection, DeadlineWorker};
 use purser_command_api::notifications::{NotificationQueueProjection, NotificationWorker};
 use purser_command_api::outbox::{Dispatcher, DispatcherOptions};
 use purser_command_api::retention;
+use purser_integrations::webhooks::fanout::WebhookFanout;
+use purser_integrations::webhooks::worker::DeliveryWorker;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -103,6 +105,12 @@ pub fn spawn_command_side(services: &Services, tasks: &mut TaskSet) -> anyhow::R
     .map_err(|e| anyhow!("{e}"))?
     .with_links(services.tokens.clone());
     tasks.spawn(|stop| async move { notifications.run(stop).await });
+    let webhooks = DeliveryWorker::new(
+        services.pool.clone(),
+        config.integrations.webhooks.clone(),
+        services.checkpoints.subscribe_to(WebhookFanout::NAME),
+    );
+    tasks.spawn(|stop| webhooks.run(stop));
     let pool = services.pool.clone();
     tasks.spawn(|stop| {
         purser_command_api::sessions::prune_every(pool, Duration::from_secs(600), stop)

@@ -26,6 +26,12 @@ wait_for_port() {
 start_local_postgres() {
   local ver
   ver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n1 || true)
+  # Change data capture (the purser_read_models publication) needs logical decoding; its test
+  # reads through a real replication slot. Only for a server this script starts itself.
+  if [ -n "$ver" ] && [ -d "/etc/postgresql/$ver/main/conf.d" ] \
+     && ! grep -qs '^wal_level' "/etc/postgresql/$ver/main/conf.d/purser.conf"; then
+    echo "wal_level = logical" | as_root tee "/etc/postgresql/$ver/main/conf.d/purser.conf" >/dev/null || true
+  fi
   if [ -n "$ver" ] && command -v pg_ctlcluster >/dev/null; then
     as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start 2>/dev/null \
       || as_root pg_ctlcluster "$ver" main start 2>/dev/null || true

@@ -6,6 +6,7 @@
 //! proportion to its size.
 
 mod analysis;
+pub mod persisted;
 mod text;
 
 use async_graphql::parser::types::{DocumentOperations, OperationDefinition, OperationType};

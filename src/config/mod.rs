@@ -5,6 +5,7 @@
 
 mod budgets;
 mod identity;
+mod integrations;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use purser_api_core::config::http_base_url;
 
 pub use budgets::{Budgets, Limits, RateLimit, WsLimits};
+pub use integrations::Integrations;
 use purser_api_core::config::{ConfigError, Secret, redact_url};
 use sqlx::postgres::PgConnectOptions;
 
@@ -78,6 +80,8 @@ pub struct Config {
     pub outbox_lease: Duration,
     /// What a client may cost (request limits, rates, waits) and how long shutdown may take.
     pub budgets: Budgets,
+    /// RabbitMQ, webhooks, CORS (`PURSER_AMQP_*`, `PURSER_WEBHOOK_*`, `PURSER_CORS_ORIGINS`).
+    pub integrations: Integrations,
 }
 
 impl Config {
@@ -222,6 +226,7 @@ impl Config {
             retry_base,
             outbox_lease,
             budgets: Budgets::from_lookup(&get)?,
+            integrations: Integrations::from_lookup(&get)?,
         })
     }
 

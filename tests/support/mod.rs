@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod amqp;
 pub mod shop;
 pub mod smtp;
 pub mod ws;

@@ -28,6 +28,7 @@ pub mod licenses;
 pub mod orders;
 pub mod recovery;
 pub mod staff;
+pub mod webhooks;
 
 /// Every mutation of the schema.
 #[derive(MergedObject, Default)]
@@ -39,6 +40,7 @@ pub struct MutationRoot(
     recovery::RecoveryMutation,
     staff::StaffMutation,
     licenses::LicenseMutation,
+    webhooks::WebhookMutation,
 );
 
 impl From<Failure> for Rejection {
