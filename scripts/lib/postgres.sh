@@ -85,9 +85,9 @@ ensure_postgres() {
   say "creating the purser role and database"
   superuser_psql -c "do \$\$ begin
       if not exists (select 1 from pg_roles where rolname = 'purser') then
-        create role purser login createdb password 'purser';
+        create role purser login createdb replication password 'purser';
       else
-        alter role purser login createdb password 'purser';
+        alter role purser login createdb replication password 'purser';
       end if; end \$\$;" \
     || die "cannot act as a Postgres superuser to create the purser role; set DATABASE_URL to a database you can use"
   if [ "$(superuser_psql -c "select count(*) from pg_database where datname = 'purser'")" = 0 ]; then
