@@ -1,7 +1,7 @@
 //! Accounts created by operators: the first admin, analysts, auditors.
 
 use purser_command_api::CommandContext;
-use purser_command_api::accounts::Password;
+use purser_command_api::accounts::{Password, StaffChange};
 use purser_command_api::failure::Failure;
 use purser_domain::Email;
 use purser_domain::customer::Role;
@@ -36,7 +36,7 @@ pub async fn ensure_user(
     for role in roles {
         services
             .accounts
-            .set_role(&ctx, &email, *role, true)
+            .administer(&ctx, &email, StaffChange::Grant(*role))
             .await
             .map_err(|e| anyhow::anyhow!("cannot grant a role to {email}: {e}"))?;
     }

@@ -234,36 +234,13 @@ impl Accounts {
         Ok((done.state, done.position))
     }
 
-    /// Grants or revokes a role of the account with this email (admin). A staff role can only
-    /// go to a registered account.
-    pub async fn set_role(
+    /// An admin's change to the account with this email. A staff role can only go to a
+    /// registered account (the aggregate's rule); disabling ends every session at once.
+    pub async fn administer(
         &self,
         ctx: &CommandContext,
         email: &Email,
-        role: Role,
-        grant: bool,
-    ) -> Result<Option<Position>, Failure> {
-        let id = CustomerId::for_email(email);
-        let (state, version, _) = self.bus.load::<Customer>(&id).await?;
-        if version.is_none() || !state.exists() {
-            return Err(no_account());
-        }
-        let now = Utc::now();
-        let cmd = if grant {
-            CustomerCommand::GrantRole { role, now }
-        } else {
-            CustomerCommand::RevokeRole { role, now }
-        };
-        Ok(self.bus.execute::<Customer>(&id, ctx, cmd).await?.position)
-    }
-
-    /// Disables (ending every session at once) or re-enables an account (admin).
-    pub async fn set_disabled(
-        &self,
-        ctx: &CommandContext,
-        email: &Email,
-        disabled: bool,
-        reason: &str,
+        change: StaffChange,
     ) -> Result<Option<Position>, Failure> {
         let id = CustomerId::for_email(email);
         let (state, _, _) = self.bus.load::<Customer>(&id).await?;
@@ -271,20 +248,28 @@ impl Accounts {
             return Err(no_account());
         }
         let now = Utc::now();
-        let cmd = if disabled {
-            CustomerCommand::Disable {
-                reason: reason.to_owned(),
-                now,
-            }
-        } else {
-            CustomerCommand::Enable { now }
+        let disabling = matches!(change, StaffChange::Disable(_));
+        let cmd = match change {
+            StaffChange::Grant(role) => CustomerCommand::GrantRole { role, now },
+            StaffChange::Revoke(role) => CustomerCommand::RevokeRole { role, now },
+            StaffChange::Disable(reason) => CustomerCommand::Disable { reason, now },
+            StaffChange::Enable => CustomerCommand::Enable { now },
         };
         let done = self.bus.execute::<Customer>(&id, ctx, cmd).await?;
-        if disabled {
+        if disabling {
             crate::sessions::revoke_all(&self.pool, id, None, "account disabled").await?;
         }
         Ok(done.position)
     }
+}
+
+/// What an admin (or `purser user add`) may change about an account.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StaffChange {
+    Grant(Role),
+    Revoke(Role),
+    Disable(String),
+    Enable,
 }
 
 fn email_taken() -> Failure {

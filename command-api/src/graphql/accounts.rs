@@ -5,6 +5,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use purser_api_core::auth::{ClientAddr, Tokens, Viewer, role_name};
 use purser_api_core::errors::UserError;
+use purser_api_core::sessions::SessionCheck;
 use purser_api_core::wire::global_id;
 use purser_domain::Email;
 use purser_domain::customer::{CustomerState, Role};
@@ -91,6 +92,12 @@ pub struct AuthPayload {
 
 pub(crate) fn accounts<'a>(ctx: &Context<'a>) -> &'a Accounts {
     ctx.data_unchecked::<Accounts>()
+}
+
+/// This process's session check, to forget sessions ended here at once (other processes
+/// notice within their check's lifetime).
+pub(crate) fn session_check<'a>(ctx: &Context<'a>) -> Option<&'a SessionCheck> {
+    ctx.data_opt::<std::sync::Arc<SessionCheck>>().map(|c| &**c)
 }
 
 fn access_token(
@@ -283,9 +290,7 @@ impl AccountMutation {
         };
         let outcome: Result<(), Rejection> = async {
             crate::sessions::revoke(&accounts(ctx).pool, session, "signed out").await?;
-            if let Some(check) =
-                ctx.data_opt::<std::sync::Arc<purser_api_core::sessions::SessionCheck>>()
-            {
+            if let Some(check) = session_check(ctx) {
                 check.forget(session);
             }
             Ok(())

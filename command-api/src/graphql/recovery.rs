@@ -6,7 +6,7 @@ use purser_api_core::errors::{UserError, unauthenticated};
 use purser_api_core::wire::global_id;
 use purser_domain::Email;
 
-use super::accounts::{Account, accounts};
+use super::accounts::{Account, accounts, session_check};
 use super::{Rejection, command_context, settle};
 use crate::accounts::Password;
 
@@ -53,11 +53,23 @@ fn signed_in(ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
     }
 }
 
-fn forget_sessions(ctx: &Context<'_>) {
-    // Other processes notice within their session cache's lifetime; this one at once.
-    if let Some(check) = ctx.data_opt::<std::sync::Arc<purser_api_core::sessions::SessionCheck>>() {
+/// The answer to a password reset or change, which ended sessions: this process forgets
+/// what it knew of them at once.
+fn password_set(
+    ctx: &Context<'_>,
+    outcome: Result<Option<purser_event_store::Position>, Rejection>,
+) -> async_graphql::Result<AccountPayload> {
+    let (position, user_errors) = settle(outcome.map(Some))?;
+    if user_errors.is_empty()
+        && let Some(check) = session_check(ctx)
+    {
         check.clear();
     }
+    Ok(AccountPayload {
+        account: None,
+        position: position.flatten().map(|p| p.to_string()),
+        user_errors,
+    })
 }
 
 #[derive(Default)]
@@ -138,15 +150,7 @@ impl RecoveryMutation {
                 .await?)
         }
         .await;
-        let (position, user_errors) = settle(outcome.map(Some))?;
-        if user_errors.is_empty() {
-            forget_sessions(ctx);
-        }
-        Ok(AccountPayload {
-            account: None,
-            position: position.flatten().map(|p| p.to_string()),
-            user_errors,
-        })
+        password_set(ctx, outcome)
     }
 
     /// Changes the signed-in account's password; every other session ends.
@@ -171,15 +175,7 @@ impl RecoveryMutation {
             )
         }
         .await;
-        let (position, user_errors) = settle(outcome.map(Some))?;
-        if user_errors.is_empty() {
-            forget_sessions(ctx);
-        }
-        Ok(AccountPayload {
-            account: None,
-            position: position.flatten().map(|p| p.to_string()),
-            user_errors,
-        })
+        password_set(ctx, outcome)
     }
 
     /// Moves the orders a guest placed with this account's verified address to the account.

@@ -5,8 +5,9 @@ use async_graphql::{Context, Object, SimpleObject};
 use purser_api_core::errors::UserError;
 use purser_domain::Email;
 
-use super::accounts::{RoleName, accounts};
+use super::accounts::{RoleName, accounts, session_check};
 use super::{Rejection, command_context, require_admin, settle};
+use crate::accounts::StaffChange;
 
 /// The result of a change to an account.
 #[derive(SimpleObject, Default)]
@@ -15,10 +16,28 @@ pub struct RolePayload {
     pub user_errors: Vec<UserError>,
 }
 
-fn payload(
-    outcome: Result<Option<purser_event_store::Position>, Rejection>,
+/// Every staff mutation: admins only, the account named by its email.
+async fn administer(
+    ctx: &Context<'_>,
+    email: &str,
+    change: StaffChange,
 ) -> async_graphql::Result<RolePayload> {
+    require_admin(ctx)?;
+    let cmd_ctx = command_context(ctx);
+    let disabling = matches!(change, StaffChange::Disable(_));
+    let outcome: Result<_, Rejection> = async {
+        let email = Email::parse(email)?;
+        Ok(accounts(ctx).administer(&cmd_ctx, &email, change).await?)
+    }
+    .await;
     let (position, user_errors) = settle(outcome.map(Some))?;
+    if disabling && user_errors.is_empty() {
+        // This process cannot name the account's sessions one by one; the others notice
+        // within their session check's lifetime.
+        if let Some(check) = session_check(ctx) {
+            check.clear();
+        }
+    }
     Ok(RolePayload {
         position: position.flatten().map(|p| p.to_string()),
         user_errors,
@@ -37,17 +56,7 @@ impl StaffMutation {
         email: String,
         role: RoleName,
     ) -> async_graphql::Result<RolePayload> {
-        require_admin(ctx)?;
-        let cmd_ctx = command_context(ctx);
-        payload(
-            async {
-                let email = Email::parse(&email)?;
-                Ok(accounts(ctx)
-                    .set_role(&cmd_ctx, &email, role.into(), true)
-                    .await?)
-            }
-            .await,
-        )
+        administer(ctx, &email, StaffChange::Grant(role.into())).await
     }
 
     /// Revokes a role (admin). Requests of the account's sessions lose it within the session
@@ -58,17 +67,7 @@ impl StaffMutation {
         email: String,
         role: RoleName,
     ) -> async_graphql::Result<RolePayload> {
-        require_admin(ctx)?;
-        let cmd_ctx = command_context(ctx);
-        payload(
-            async {
-                let email = Email::parse(&email)?;
-                Ok(accounts(ctx)
-                    .set_role(&cmd_ctx, &email, role.into(), false)
-                    .await?)
-            }
-            .await,
-        )
+        administer(ctx, &email, StaffChange::Revoke(role.into())).await
     }
 
     /// Disables an account (admin): every session ends and sign-in is refused.
@@ -78,23 +77,7 @@ impl StaffMutation {
         email: String,
         reason: String,
     ) -> async_graphql::Result<RolePayload> {
-        require_admin(ctx)?;
-        let cmd_ctx = command_context(ctx);
-        let done = payload(
-            async {
-                let email = Email::parse(&email)?;
-                Ok(accounts(ctx)
-                    .set_disabled(&cmd_ctx, &email, true, &reason)
-                    .await?)
-            }
-            .await,
-        );
-        if let Some(check) =
-            ctx.data_opt::<std::sync::Arc<purser_api_core::sessions::SessionCheck>>()
-        {
-            check.clear();
-        }
-        done
+        administer(ctx, &email, StaffChange::Disable(reason)).await
     }
 
     /// Enables a disabled account again (admin).
@@ -103,16 +86,6 @@ impl StaffMutation {
         ctx: &Context<'_>,
         email: String,
     ) -> async_graphql::Result<RolePayload> {
-        require_admin(ctx)?;
-        let cmd_ctx = command_context(ctx);
-        payload(
-            async {
-                let email = Email::parse(&email)?;
-                Ok(accounts(ctx)
-                    .set_disabled(&cmd_ctx, &email, false, "")
-                    .await?)
-            }
-            .await,
-        )
+        administer(ctx, &email, StaffChange::Enable).await
     }
 }
